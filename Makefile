@@ -1,0 +1,63 @@
+# Keras Fleet: the front door. `make` (or `make help`) lists every target.
+# Variables use ?= so the environment or the command line can set them:
+#   make serve MODEL_PATH=/path/to/model.keras PORT=9000
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON     ?= python3
+VENV       ?= .venv
+PORT       ?= 8080
+RUN_DIR    ?= run
+DEMO_MODEL ?= models/digits.keras
+MODEL_PATH ?= $(DEMO_MODEL)
+PYTEST_ARGS ?=
+# apt-get needs root; use sudo when not root.
+SUDO       ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# The app and gunicorn read these from the environment (see api/config.py).
+export MODEL_PATH
+
+BIN       := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+STACK     := $(BIN)/python scripts/localstack.py --run-dir $(RUN_DIR) --port $(PORT)
+
+.PHONY: help setup system-packages serve up down status test clean
+
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+setup: system-packages $(INSTALLED) $(DEMO_MODEL) ## Install everything needed here (idempotent)
+
+system-packages: ## apt-get install nginx and python3-venv when missing
+	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends nginx; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
+
+$(INSTALLED): setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+$(DEMO_MODEL): | $(INSTALLED)
+	$(BIN)/python scripts/train_demo_model.py --output $@
+
+serve: setup ## Serve MODEL_PATH (default: the demo model) on http://127.0.0.1:$(PORT), in the foreground
+	$(STACK) serve
+
+up: setup ## Start the same stack in the background (pid files and logs in RUN_DIR)
+	$(STACK) up
+
+down: ## Stop the background stack gracefully
+	@[ -x $(BIN)/python ] && $(STACK) down || echo "not running"
+
+status: ## Show whether the background stack is up and ready
+	@$(STACK) status
+
+test: setup ## Run the whole test suite (what CI runs)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean: down ## Remove the run directory and build leftovers (keeps the venv and models)
+	rm -rf $(RUN_DIR) build *.egg-info .pytest_cache

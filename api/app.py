@@ -1,0 +1,109 @@
+"""The application factory: ``create_app()`` reads as the table of contents of the API."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import orjson
+from flask import Flask, current_app, make_response
+from flask_restful import Api
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter
+
+from api.config import Config
+from api.errors import InternalError, from_http_exception
+from api.headers import install_response_headers
+from api.model import ServedModel, configure_tensorflow_threads
+from api.resources import Live, ModelMetadata, ModelStatus, Predict, Ready
+
+log = logging.getLogger(__name__)
+
+MODEL = "/v1/models/<model_name:name>"
+VERSION = "/versions/<model_name:version>"
+
+# The whole API, in one place: resource -> its paths.
+ROUTES = (
+    (Predict, (f"{MODEL}:predict", f"{MODEL}{VERSION}:predict", "/predict")),
+    (ModelStatus, (MODEL, f"{MODEL}{VERSION}")),
+    (ModelMetadata, (f"{MODEL}/metadata", f"{MODEL}{VERSION}/metadata")),
+    (Live, ("/healthz/live",)),
+    (Ready, ("/healthz/ready",)),
+)
+
+
+class ModelNameConverter(BaseConverter):
+    """A model name or version: one path segment without ':' (so ':predict' stays a verb)."""
+
+    regex = r"[^/:]+"
+
+
+class JsonErrorApi(Api):
+    """Flask-RESTful's Api, with every error rendered as ``{"error": ...}``."""
+
+    def handle_error(self, e):  # noqa: D102 (Flask-RESTful hook)
+        return render_error(e)
+
+
+def create_app(config: Config | Mapping[str, Any] | None = None, model: ServedModel | None = None) -> Flask:
+    """Build the WSGI app; load the model unless one is given (tests give a fake)."""
+    settings = _settings(config)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.url_map.converters["model_name"] = ModelNameConverter
+    model = model or load_model(settings)
+    install_response_headers(app, model)
+    register_resources(app, model, settings)
+    register_error_handlers(app)
+    return app
+
+
+def load_model(settings: Config) -> ServedModel:
+    """Load and warm the configured model in this process (a gunicorn worker, after fork)."""
+    # Thread pools can only be sized before TensorFlow's first op, so this comes first.
+    configure_tensorflow_threads(settings.intra_op_threads, settings.tf_inter_op_threads)
+    model = ServedModel(settings.model_path, settings.served_name, settings.model_version)
+    model.load()
+    return model
+
+
+def register_resources(app: Flask, model: ServedModel, settings: Config) -> Api:
+    """Add every route of ROUTES, injecting the model and settings into the resources."""
+    api = JsonErrorApi(app, catch_all_404s=True)
+    api.representations = {"application/json": _json_response}
+    for resource, paths in ROUTES:
+        kwargs = {} if resource is Live else {"model": model, "config": settings}
+        api.add_resource(resource, *paths, resource_class_kwargs=kwargs)
+    return api
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Render errors raised outside Flask-RESTful's dispatch the same way."""
+    app.register_error_handler(HTTPException, render_error)
+    app.register_error_handler(Exception, render_error)
+
+
+def render_error(error: Exception):
+    """Turn any exception into the API's JSON error response; unknown ones are 500s."""
+    if isinstance(error, HTTPException):
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return from_http_exception(error, max_body_bytes=limit).get_response()
+    log.exception("unhandled error")
+    return InternalError().get_response()
+
+
+def _json_response(data, code, headers=None):
+    # orjson writes numpy arrays directly, without a .tolist() detour.
+    body = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
+    response = make_response(body, code)
+    response.headers.extend(headers or {})
+    response.headers["Content-Type"] = "application/json"
+    return response
+
+
+def _settings(config: Config | Mapping[str, Any] | None) -> Config:
+    if isinstance(config, Config):
+        return config
+    if config is None:
+        return Config.from_env()
+    return Config.from_mapping(config)

@@ -1,0 +1,119 @@
+"""Every setting of the serving stack, read once from the environment.
+
+Each field names its environment variable, its type (the field's annotation), its
+default and one line of documentation. Nothing else in the code reads
+``os.environ``; tests build a :class:`Config` from a plain dict instead.
+``python -m api.config`` prints the table the README shows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+
+def available_cores() -> int:
+    """Return the number of CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def setting(env: str, default: Any, doc: str) -> Any:
+    """Declare one setting: its environment variable, default and documentation."""
+    return dataclasses.field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """The typed settings of one serving process (app and gunicorn alike)."""
+
+    # The model.
+    model_path: str = setting("MODEL_PATH", "models/digits.keras", "Keras 3 `.keras` file to serve.")
+    model_name: str = setting("MODEL_NAME", "", "Name in `/v1/models/<name>`; empty means the file's stem.")
+    model_version: str = setting("MODEL_VERSION", "1", "Version reported by the status endpoint and `X-Model-Version`.")
+    # Request limits.
+    max_instances: int = setting("MAX_INSTANCES", 1024, "Most instances (rows) accepted in one request.")
+    max_body_bytes: int = setting(
+        "MAX_BODY_BYTES", 8 * 1024 * 1024, "Largest request body, enforced by nginx and by the app (413)."
+    )
+    # gunicorn.
+    workers: int = setting("WEB_CONCURRENCY", available_cores(), "gunicorn worker processes; each loads the model.")
+    threads: int = setting("GUNICORN_THREADS", 4, "Request threads per worker (gthread).")
+    bind: str = setting("GUNICORN_BIND", "unix:run/gunicorn.sock", "Where gunicorn listens; nginx proxies to it.")
+    timeout: int = setting("GUNICORN_TIMEOUT", 60, "Seconds a silent worker (loading or stuck) lives before it is replaced.")
+    graceful_timeout: int = setting(
+        "GUNICORN_GRACEFUL_TIMEOUT", 30, "Seconds in-flight requests get to finish after SIGTERM."
+    )
+    max_requests: int = setting(
+        "GUNICORN_MAX_REQUESTS", 100_000, "Recycle a worker after this many requests (0: never)."
+    )
+    max_requests_jitter: int = setting(
+        "GUNICORN_MAX_REQUESTS_JITTER", 10_000, "Random spread on the recycle point so workers don't restart together."
+    )
+    # TensorFlow.
+    tf_intra_op_threads: int = setting(
+        "TF_INTRA_OP_THREADS", 0, "Threads per op in each worker; 0 means cores / workers."
+    )
+    tf_inter_op_threads: int = setting("TF_INTER_OP_THREADS", 1, "Ops run concurrently in each worker.")
+    # Logging.
+    log_level: str = setting("LOG_LEVEL", "info", "Log level of the app and gunicorn.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
+        """Build the config from environment variables, then apply keyword overrides.
+
+        Raises ``ValueError`` naming the variable when a value has the wrong type.
+        """
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            env = field.metadata["env"]
+            if env in environ:
+                values[field.name] = _parse(env, environ[env], field.type)
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any] | None) -> "Config":
+        """Build the config from a dict keyed by field or variable name (tests use this)."""
+        by_env = {f.metadata["env"]: f.name for f in dataclasses.fields(cls)}
+        overrides = {by_env.get(key, key): value for key, value in (mapping or {}).items()}
+        return cls.from_env(environ={}, **overrides)
+
+    @property
+    def served_name(self) -> str:
+        """The model's name on the wire: ``MODEL_NAME`` or the file's stem."""
+        return self.model_name or Path(self.model_path).stem
+
+    @property
+    def intra_op_threads(self) -> int:
+        """TensorFlow threads per op, so that workers x threads is about the core count."""
+        return self.tf_intra_op_threads or max(1, available_cores() // max(1, self.workers))
+
+
+def _parse(env: str, raw: str, type_name: str) -> Any:
+    if type_name == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{env} must be an integer, got {raw!r}") from None
+    return raw
+
+
+def markdown_table() -> str:
+    """Return the settings as the markdown table shown in the README."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for field in dataclasses.fields(Config):
+        default = field.default
+        if field.name == "workers":
+            default = "cores"
+        rows.append(f"| `{field.metadata['env']}` | `{default}` | {field.metadata['doc']} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(markdown_table())

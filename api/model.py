@@ -1,0 +1,234 @@
+"""The served Keras model: load it safely, read its signature, run compiled inference.
+
+Knows nothing of HTTP. ``load()`` makes the model ready (loaded and warmed);
+``predict()`` takes a dict of numpy arrays keyed by input name and returns a dict
+of numpy arrays keyed by output name. Problems are raised as the domain errors
+below, which the resources translate into HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# dtypes a client can send as JSON numbers (or booleans for bool inputs).
+SUPPORTED_DTYPES = frozenset(
+    {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "bool"}
+)
+
+
+class ModelLoadError(Exception):
+    """The model file cannot be served: missing, unsafe, or without a usable signature."""
+
+
+class ModelInputError(ValueError):
+    """The inputs reached the model but the model rejected their values."""
+
+
+class ModelNotLoaded(RuntimeError):
+    """predict() was called before load() finished."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorInfo:
+    """One named tensor of the signature; ``shape[0]`` is the batch dimension (None)."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+    @property
+    def instance_shape(self) -> tuple[int | None, ...]:
+        """The shape of one instance (the batch dimension dropped)."""
+        return self.shape[1:]
+
+
+@dataclasses.dataclass(frozen=True)
+class Signature:
+    """The model's named inputs and outputs, in the model's own order."""
+
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+
+    @property
+    def input_names(self) -> list[str]:
+        """Input names in the model's order."""
+        return [tensor.name for tensor in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        """Output names in the model's order."""
+        return [tensor.name for tensor in self.outputs]
+
+
+def configure_tensorflow_threads(intra_op: int, inter_op: int) -> None:
+    """Set TensorFlow's thread pools; only possible before TensorFlow runs its first op.
+
+    Each gunicorn worker calls this right after fork, so that workers x intra-op
+    threads is about the number of cores instead of every worker using them all.
+    """
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+        tf.config.threading.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:
+        # Already initialised (several models in one test process): keep what is set.
+        log.debug("TensorFlow threads already configured; keeping them")
+
+
+class ServedModel:
+    """A Keras 3 model file, loaded in this process and called through a compiled function."""
+
+    def __init__(self, path: str | Path, name: str, version: str = "1"):
+        self.path = Path(path)
+        self.name = name
+        self.version = version
+        self.ready = False
+        self.signature: Signature | None = None
+        self.load_seconds = 0.0
+        self.warmup_seconds = 0.0
+        self._call = None
+
+    def load(self) -> None:
+        """Load the file with Keras safe mode, compile the call, warm it up, then mark ready.
+
+        Raises ModelLoadError with a message an operator can act on.
+        """
+        started = time.perf_counter()
+        model = self._read_file()
+        input_structure = _structure(model, "input")
+        output_structure = _structure(model, "output")
+        inputs = _input_infos(input_structure)
+        self._call = _compile_call(model, input_structure, inputs)
+        self.load_seconds = time.perf_counter() - started
+
+        started = time.perf_counter()
+        warm = self._call({t.name: _zeros(t, batch=1) for t in inputs})
+        self._output_names = _output_names(model, output_structure, warm)
+        outputs = tuple(
+            TensorInfo(name, (None,) + tuple(array.shape[1:]), array.dtype.name)
+            for name, array in zip(self._output_names, _flatten(warm))
+        )
+        self.signature = Signature(inputs=inputs, outputs=outputs)
+        self.warmup_seconds = time.perf_counter() - started
+        self.ready = True
+        log.info(
+            "model loaded",
+            extra={"model": self.name, "version": self.version, "load_seconds": round(self.load_seconds, 3),
+                   "warmup_seconds": round(self.warmup_seconds, 3)},
+        )
+
+    def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the model on a batch: input name -> array, returns output name -> array."""
+        if not self.ready:
+            raise ModelNotLoaded(f"model {self.name!r} is not loaded")
+        import tensorflow as tf
+
+        try:
+            result = self._call(inputs)
+        except (tf.errors.InvalidArgumentError, ValueError) as exc:
+            # Values the model cannot take (an embedding index out of range, say).
+            raise ModelInputError(_first_line(exc)) from exc
+        return {name: np.asarray(array) for name, array in zip(self._output_names, _flatten(result))}
+
+    def _read_file(self):
+        import keras
+
+        if not self.path.is_file():
+            raise ModelLoadError(f"MODEL_PATH {str(self.path)!r} is not a file")
+        if self.path.suffix != ".keras":
+            raise ModelLoadError(f"MODEL_PATH {str(self.path)!r} is not a Keras 3 `.keras` file")
+        try:
+            # safe_mode refuses files that would run arbitrary code when loaded (Lambda layers).
+            return keras.saving.load_model(self.path, compile=False, safe_mode=True)
+        except Exception as exc:  # Keras raises many types; the operator needs the message.
+            raise ModelLoadError(f"cannot load {str(self.path)!r}: {_first_line(exc)}") from exc
+
+
+def _structure(model, which: str):
+    """The model's input or output structure: a tensor, a list, or a dict of tensors."""
+    try:
+        return getattr(model, which)
+    except (AttributeError, ValueError):
+        tensors = getattr(model, which + "s", None)  # Sequential: .inputs / .outputs
+        if not tensors:
+            raise ModelLoadError(
+                f"the model has no defined {which}s; save a Functional or Sequential model built on keras.Input"
+            ) from None
+        return tensors[0] if len(tensors) == 1 else list(tensors)
+
+
+def _input_infos(structure) -> tuple[TensorInfo, ...]:
+    named = structure.items() if isinstance(structure, dict) else ((t.name, t) for t in _as_list(structure))
+    infos = []
+    for name, tensor in named:
+        dtype = str(tensor.dtype)
+        if dtype not in SUPPORTED_DTYPES:
+            raise ModelLoadError(f"input {name!r} has dtype {dtype}, which JSON numbers cannot carry")
+        infos.append(TensorInfo(name, tuple(tensor.shape), dtype))
+    if len({info.name for info in infos}) != len(infos):
+        raise ModelLoadError("the model's inputs must have distinct names")
+    return tuple(infos)
+
+
+def _compile_call(model, structure, inputs: tuple[TensorInfo, ...]):
+    """Wrap ``model(x, training=False)`` in a tf.function traced once for any batch size."""
+    import tensorflow as tf
+
+    names = [info.name for info in inputs]
+    spec = {info.name: tf.TensorSpec(info.shape, tf.as_dtype(info.dtype), name=info.name) for info in inputs}
+
+    def arrange(feed: dict):
+        if isinstance(structure, dict):
+            return feed
+        if isinstance(structure, (list, tuple)):
+            return [feed[name] for name in names]
+        return feed[names[0]]
+
+    # A fixed input_signature with a None batch dimension means one trace serves every
+    # batch size: no retracing when requests bring different numbers of instances.
+    @tf.function(input_signature=[spec])
+    def call(feed):
+        return model(arrange(feed), training=False)
+
+    return call
+
+
+def _output_names(model, structure, result) -> list[str]:
+    if isinstance(result, dict):
+        return list(result.keys())
+    declared = list(getattr(model, "output_names", None) or [])
+    count = len(_flatten(result))
+    if len(declared) == count:
+        return declared
+    if count == 1:
+        return [model.layers[-1].name if model.layers else "output_0"]
+    return [f"output_{i}" for i in range(count)]
+
+
+def _flatten(result) -> list:
+    if isinstance(result, dict):
+        return list(result.values())
+    return _as_list(result)
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _zeros(info: TensorInfo, batch: int) -> np.ndarray:
+    # Unknown non-batch dimensions (variable-length inputs) are warmed at length 1.
+    shape = (batch,) + tuple(dim or 1 for dim in info.instance_shape)
+    return np.zeros(shape, dtype=info.dtype)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:500]
+

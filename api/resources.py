@@ -1,0 +1,152 @@
+"""The HTTP resources: TensorFlow Serving's REST endpoints and the health checks.
+
+Each resource receives the served model through its constructor
+(``resource_class_kwargs``); none reaches for a global. Resources raise the errors
+of ``api.errors`` and never build an error body themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from flask import request
+from flask_restful import Resource
+
+from api.config import Config
+from api.errors import InvalidInput, ModelNotFound, ModelNotReady
+from api.model import ModelInputError, ServedModel, TensorInfo
+from api.validation import SERVING_SIGNATURE, parse_predict_request
+
+# numpy dtype name -> TensorFlow's DataType enum name, as TF Serving's metadata spells it.
+TF_DTYPE_NAMES = {
+    "float16": "DT_HALF",
+    "float32": "DT_FLOAT",
+    "float64": "DT_DOUBLE",
+    "int8": "DT_INT8",
+    "int16": "DT_INT16",
+    "int32": "DT_INT32",
+    "int64": "DT_INT64",
+    "uint8": "DT_UINT8",
+    "uint16": "DT_UINT16",
+    "bool": "DT_BOOL",
+}
+
+
+class ModelResource(Resource):
+    """Base for the endpoints about the served model: resolves name and version."""
+
+    def __init__(self, model: ServedModel, config: Config):
+        self.model = model
+        self.config = config
+
+    def resolve(self, name: str | None, version: str | None) -> ServedModel:
+        """Return the served model if the path names it, else raise ModelNotFound."""
+        if name is not None and name != self.model.name:
+            raise ModelNotFound(f"no model named {name!r}; this server serves {self.model.name!r}")
+        if version is not None and version != self.model.version:
+            raise ModelNotFound(
+                f"model {self.model.name!r} has no version {version!r}; the served version is {self.model.version!r}"
+            )
+        return self.model
+
+    def ready_model(self, name: str | None, version: str | None) -> ServedModel:
+        """Like resolve(), and raise ModelNotReady until the model is loaded and warm."""
+        model = self.resolve(name, version)
+        if not model.ready:
+            raise ModelNotReady()
+        return model
+
+
+class Predict(ModelResource):
+    """POST /v1/models/<name>[/versions/<v>]:predict and POST /predict."""
+
+    def post(self, name: str | None = None, version: str | None = None):
+        """Run the model on the body's instances and answer in the request's format."""
+        model = self.ready_model(name, version)
+        parsed = parse_predict_request(
+            request.get_data(cache=False), request.mimetype, model.signature, self.config.max_instances
+        )
+        try:
+            outputs = model.predict(parsed.inputs)
+        except ModelInputError as exc:
+            raise InvalidInput(f"the model rejected the input values: {exc}") from None
+        return format_predictions(outputs, parsed.columnar)
+
+
+class ModelStatus(ModelResource):
+    """GET /v1/models/<name>[/versions/<v>]: the version status, as TF Serving reports it."""
+
+    def get(self, name: str, version: str | None = None):
+        """Report the served version and whether it is available."""
+        model = self.resolve(name, version)
+        return {
+            "model_version_status": [
+                {
+                    "version": model.version,
+                    "state": "AVAILABLE" if model.ready else "LOADING",
+                    "status": {"error_code": "OK", "error_message": ""},
+                }
+            ]
+        }
+
+
+class ModelMetadata(ModelResource):
+    """GET /v1/models/<name>[/versions/<v>]/metadata: input and output names, shapes, dtypes."""
+
+    def get(self, name: str, version: str | None = None):
+        """Describe the serving signature in TF Serving's metadata format."""
+        model = self.ready_model(name, version)
+        signature = model.signature
+        return {
+            "model_spec": {"name": model.name, "signature_name": "", "version": model.version},
+            "metadata": {
+                "signature_def": {
+                    "signature_def": {
+                        SERVING_SIGNATURE: {
+                            "inputs": {t.name: tensor_metadata(t) for t in signature.inputs},
+                            "outputs": {t.name: tensor_metadata(t) for t in signature.outputs},
+                            "method_name": "tensorflow/serving/predict",
+                        }
+                    }
+                }
+            },
+        }
+
+
+class Live(Resource):
+    """GET /healthz/live: 200 while the process runs."""
+
+    def get(self):
+        """Answer that the process is alive."""
+        return {"status": "alive"}
+
+
+class Ready(ModelResource):
+    """GET /healthz/ready: 200 once the model is loaded and warmed in this worker, else 503."""
+
+    def get(self):
+        """Answer whether this worker can serve predictions now."""
+        model = self.ready_model(None, None)
+        return {"status": "ready", "model": model.name, "version": model.version}
+
+
+def tensor_metadata(info: TensorInfo) -> dict:
+    """One tensor as TF Serving's metadata describes it (-1 is an unknown dimension)."""
+    return {
+        "dtype": TF_DTYPE_NAMES.get(info.dtype, info.dtype),
+        "tensor_shape": {
+            "dim": [{"size": str(-1 if dim is None else dim), "name": ""} for dim in info.shape],
+            "unknown_rank": False,
+        },
+        "name": info.name,
+    }
+
+
+def format_predictions(outputs: dict[str, np.ndarray], columnar: bool) -> dict:
+    """Shape the model's outputs as TF Serving replies to a row or columnar request."""
+    names = list(outputs)
+    if columnar:
+        return {"outputs": outputs[names[0]] if len(names) == 1 else outputs}
+    if len(names) == 1:
+        return {"predictions": outputs[names[0]]}
+    rows = len(outputs[names[0]])
+    return {"predictions": [{name: outputs[name][row] for name in names} for row in range(rows)]}

@@ -1,0 +1,189 @@
+"""Turn a predict request body into the model's input arrays, or say what to fix.
+
+One plain function, :func:`parse_predict_request`, reads TensorFlow Serving's
+request formats: row (``{"instances": [...]}``) and columnar (``{"inputs": ...}``),
+with named inputs in either. Every problem is raised as an ``InvalidInput`` (400)
+or ``UnsupportedMediaType`` (415) whose message a client can act on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import numpy as np
+import orjson
+
+from api.errors import InvalidInput, UnsupportedMediaType
+from api.model import Signature, TensorInfo
+
+JSON_TYPES = frozenset({"", "application/json"})
+ALLOWED_KEYS = {"instances", "inputs", "signature_name"}
+SERVING_SIGNATURE = "serving_default"
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictRequest:
+    """The validated request: one array per model input, and the format to answer in."""
+
+    inputs: dict[str, np.ndarray]
+    columnar: bool
+
+    @property
+    def batch_size(self) -> int:
+        """Number of instances (rows) in the request."""
+        return len(next(iter(self.inputs.values())))
+
+
+def parse_predict_request(
+    body: bytes, content_type: str | None, signature: Signature, max_instances: int
+) -> PredictRequest:
+    """Validate a predict body against the model's signature and return its arrays."""
+    if (content_type or "").lower() not in JSON_TYPES:
+        raise UnsupportedMediaType(
+            f"Content-Type {content_type!r} is not supported; send JSON with Content-Type: application/json"
+        )
+    document = _load_json(body)
+    if not isinstance(document, dict):
+        raise InvalidInput('the body must be a JSON object: {"instances": [...]} or {"inputs": ...}')
+    unknown = sorted(set(document) - ALLOWED_KEYS)
+    if unknown:
+        raise InvalidInput(f"unknown key {unknown[0]!r}; use 'instances' (row format) or 'inputs' (columnar format)")
+    signature_name = document.get("signature_name", SERVING_SIGNATURE)
+    if signature_name != SERVING_SIGNATURE:
+        raise InvalidInput(f"unknown signature_name {signature_name!r}; this model serves {SERVING_SIGNATURE!r}")
+    if ("instances" in document) == ("inputs" in document):
+        raise InvalidInput("send exactly one of 'instances' (row format) or 'inputs' (columnar format)")
+    if "instances" in document:
+        columns = _columns_from_rows(document["instances"], signature, max_instances)
+        columnar = False
+    else:
+        columns = _columns_from_inputs(document["inputs"], signature)
+        columnar = True
+    arrays = {info.name: to_array(columns[info.name], info) for info in signature.inputs}
+    _check_batch(arrays, max_instances)
+    return PredictRequest(inputs=arrays, columnar=columnar)
+
+
+def _load_json(body: bytes) -> Any:
+    if not body:
+        raise InvalidInput('the body is empty; send {"instances": [...]} or {"inputs": ...}')
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        hint = ""
+        if b"NaN" in body or b"Infinity" in body:
+            hint = "; NaN and Infinity are not allowed, send finite numbers"
+        raise InvalidInput(f"the body is not valid JSON ({exc}){hint}") from None
+
+
+def _columns_from_rows(instances: Any, signature: Signature, max_instances: int) -> dict[str, list]:
+    """Row format: a list of instances, each a value (one input) or an object of named inputs."""
+    if not isinstance(instances, list) or not instances:
+        raise InvalidInput("'instances' must be a non-empty list, one item per instance")
+    if len(instances) > max_instances:
+        raise InvalidInput(f"too many instances: {len(instances)} > {max_instances}; split the request")
+    names = signature.input_names
+    named = [isinstance(instance, dict) for instance in instances]
+    if len(names) == 1 and not any(named):
+        return {names[0]: instances}
+    if not all(named):
+        raise InvalidInput(
+            f"each instance must be an object with the inputs {names} (the model has named inputs)"
+            if len(names) > 1
+            else "instances must be all values or all objects, not a mix"
+        )
+    columns: dict[str, list] = {name: [] for name in names}
+    for index, instance in enumerate(instances):
+        _check_names(instance, names, where=f"instance {index}")
+        for name in names:
+            columns[name].append(instance[name])
+    return columns
+
+
+def _columns_from_inputs(inputs: Any, signature: Signature) -> dict[str, Any]:
+    """Columnar format: a value (one input) or an object mapping each input name to its batch."""
+    names = signature.input_names
+    if isinstance(inputs, dict):
+        _check_names(inputs, names, where="'inputs'")
+        return inputs
+    if len(names) > 1:
+        raise InvalidInput(f"'inputs' must be an object with the model's named inputs {names}")
+    return {names[0]: inputs}
+
+
+def _check_names(given: dict, names: list[str], where: str) -> None:
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise InvalidInput(f"{where}: unknown input {unknown[0]!r}; the model's inputs are {names}")
+    missing = [name for name in names if name not in given]
+    if missing:
+        raise InvalidInput(f"{where}: missing input {missing[0]!r}; the model's inputs are {names}")
+
+
+def to_array(value: Any, info: TensorInfo) -> np.ndarray:
+    """Convert one input's batch (nested lists) to an array of the input's dtype and shape."""
+    if not isinstance(value, list) or not value:
+        raise InvalidInput(f"input {info.name!r} must be a non-empty list with one item per instance")
+    try:
+        array = np.array(value)
+    except (ValueError, TypeError, OverflowError):
+        raise InvalidInput(
+            f"input {info.name!r}: instances have uneven or too deep nesting; "
+            f"each must have shape {_shape(info.instance_shape)}"
+        ) from None
+    _check_kind(array, info)
+    _check_shape(array, info)
+    return _cast(array, info)
+
+
+def _check_kind(array: np.ndarray, info: TensorInfo) -> None:
+    kind = array.dtype.kind
+    if info.dtype == "bool":
+        if kind != "b":
+            raise InvalidInput(f"input {info.name!r} takes booleans (true/false)")
+        return
+    if kind not in "iuf":
+        found = {"U": "strings", "S": "strings", "b": "booleans"}.get(kind, "nulls, objects or out-of-range integers")
+        raise InvalidInput(f"input {info.name!r} takes numbers ({info.dtype}); found {found}")
+    if np.dtype(info.dtype).kind in "iu" and kind == "f":
+        raise InvalidInput(f"input {info.name!r} takes integers ({info.dtype}); found fractional numbers")
+
+
+def _check_shape(array: np.ndarray, info: TensorInfo) -> None:
+    expected = info.instance_shape
+    got = array.shape[1:]
+    if len(got) != len(expected) or any(want is not None and want != dim for want, dim in zip(expected, got)):
+        raise InvalidInput(
+            f"input {info.name!r}: each instance must have shape {_shape(expected)}, got {_shape(got)}"
+        )
+
+
+def _cast(array: np.ndarray, info: TensorInfo) -> np.ndarray:
+    target = np.dtype(info.dtype)
+    if target.kind in "iu":
+        limits = np.iinfo(target)
+        if array.min() < limits.min or array.max() > limits.max:
+            raise InvalidInput(f"input {info.name!r}: values outside the range of {info.dtype}")
+        return array.astype(target, copy=False)
+    if target.kind == "f":
+        with np.errstate(over="ignore"):
+            cast = array.astype(target, copy=False)
+        if not np.isfinite(cast).all():
+            raise InvalidInput(f"input {info.name!r}: values must be finite and within the range of {info.dtype}")
+        return cast
+    return array
+
+
+def _check_batch(arrays: dict[str, np.ndarray], max_instances: int) -> None:
+    sizes = {name: len(array) for name, array in arrays.items()}
+    if len(set(sizes.values())) > 1:
+        raise InvalidInput(f"all inputs must have the same number of instances; got {sizes}")
+    size = next(iter(sizes.values()))
+    if size > max_instances:
+        raise InvalidInput(f"too many instances: {size} > {max_instances}; split the request")
+
+
+def _shape(shape: tuple) -> str:
+    dims = ["any" if dim is None else str(dim) for dim in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"

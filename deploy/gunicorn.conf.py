@@ -1,0 +1,55 @@
+"""gunicorn settings for Keras Fleet; the same file runs `make serve` and the VM's unit.
+
+Every value comes from the environment through api.config (one table of settings,
+documented in the README). Start with:  gunicorn -c deploy/gunicorn.conf.py api.wsgi:app
+"""
+
+from api.config import Config
+
+_config = Config.from_env()
+
+# Where gunicorn listens. A unix socket: only the local nginx talks to gunicorn,
+# and a socket skips the TCP stack on every proxied request.
+bind = [_config.bind]
+
+# Worker processes. Each one loads its own copy of the model, so memory grows
+# with this number; about one per core suits a CPU-bound model.
+workers = _config.workers
+
+# Threads per worker. The model call releases the GIL, so a few threads keep a
+# worker busy while others parse JSON. "gthread" is the worker class threads need.
+worker_class = "gthread"
+threads = _config.threads
+
+# Never preload the app: TensorFlow is not fork-safe. Each worker imports the
+# app after fork, loads the model, warms it up, and only then accepts requests.
+preload_app = False
+
+# Seconds a worker may stay silent (loading the model, or stuck) before the
+# master replaces it. Must cover model load + warm-up.
+timeout = _config.timeout
+
+# Seconds in-flight requests get to finish after SIGTERM before workers are killed.
+# nginx's proxy timeouts and the load balancer's deregistration delay are sized to it.
+graceful_timeout = _config.graceful_timeout
+
+# Recycle each worker after this many requests (plus jitter, so they don't all
+# restart at once): bounds slow memory growth. A fresh worker loads the model
+# before it accepts a request, so recycling never answers 503.
+max_requests = _config.max_requests
+max_requests_jitter = _config.max_requests_jitter
+
+# Seconds to hold an idle keep-alive connection from nginx open.
+keepalive = 75
+
+# Logs go to stdout/stderr: systemd's journal or the terminal collects them.
+accesslog = None  # nginx writes the access log (with the request id); no need for two.
+errorlog = "-"
+loglevel = _config.log_level
+capture_output = True
+
+# The socket file is reachable by the local nginx only through filesystem rights.
+umask = 0o007 if _config.bind.startswith("unix:") else 0
+
+# Name the processes so `ps` shows which is which.
+proc_name = "keras-fleet"

@@ -1,0 +1,70 @@
+"""Start and stop the real local stack (nginx + gunicorn) for end-to-end tests.
+
+Uses scripts/localstack.py exactly as `make up` / `make down` do, on a free
+loopback port and a private run directory.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+LOCALSTACK = REPO / "scripts" / "localstack.py"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RunningStack:
+    """A local stack started with `localstack.py up`; stop() runs `localstack.py down`."""
+
+    def __init__(self, run_dir: Path, env: dict[str, str]):
+        self.run_dir = run_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
+        self.session = requests.Session()
+
+    def command(self, name: str, timeout: float = 240) -> subprocess.CompletedProcess:
+        """Run one localstack.py command against this stack."""
+        return subprocess.run(
+            [sys.executable, str(LOCALSTACK), name, "--run-dir", str(self.run_dir), "--port", str(self.port)],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )
+
+    def start(self) -> "RunningStack":
+        """Start in the background and wait until ready; fail with the logs if it cannot."""
+        result = self.command("up")
+        assert result.returncode == 0, f"stack did not start:\n{result.stdout}\n{result.stderr}"
+        return self
+
+    def stop(self) -> subprocess.CompletedProcess:
+        """Stop gracefully, as `make down` does."""
+        return self.command("down")
+
+    def pid(self, name: str) -> int:
+        """The pid of the 'nginx' or 'gunicorn' master, from its pid file."""
+        return int((self.run_dir / f"{name}.pid").read_text())
+
+    def post(self, path: str, **kwargs) -> requests.Response:
+        """POST through nginx."""
+        return self.session.post(self.url + path, timeout=60, **kwargs)
+
+    def get(self, path: str, **kwargs) -> requests.Response:
+        """GET through nginx."""
+        return self.session.get(self.url + path, timeout=60, **kwargs)
+
+    def access_log(self) -> list[str]:
+        """nginx's JSON access log lines so far."""
+        log = self.run_dir / "logs" / "access.log"
+        return log.read_text().splitlines() if log.exists() else []

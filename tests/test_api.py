@@ -1,0 +1,254 @@
+"""The HTTP contract, in process, over fake models: every endpoint and every error class."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+import pytest
+
+from api.app import create_app
+from tests.conftest import TEST_CONFIG
+from tests.fakes import REJECTED_VALUE, BrokenModel, FakeModel
+
+IMAGE = [[float(row * 8 + col) for col in range(8)] for row in range(8)]  # mean 31.5
+BLANK = [[0.0] * 8 for _ in range(8)]
+
+
+def post(client, path, body, content_type="application/json", **kwargs):
+    data = body if isinstance(body, bytes) else orjson.dumps(body)
+    return client.post(path, data=data, content_type=content_type, **kwargs)
+
+
+def assert_error(response, status, words):
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.headers["Content-Type"] == "application/json"
+    message = response.get_json()["error"]
+    assert isinstance(message, str)
+    for word in words:
+        assert word.lower() in message.lower(), message
+    return message
+
+
+# --- the happy paths -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/v1/models/digits:predict", "/predict", "/v1/models/digits/versions/1:predict"])
+def test_row_format_returns_one_prediction_per_instance(client, path):
+    response = post(client, path, {"instances": [IMAGE, BLANK]})
+    assert response.status_code == 200
+    predictions = response.get_json()["predictions"]
+    assert np.allclose(predictions, [[31.5] * 10, [0.0] * 10])
+
+
+def test_columnar_format_returns_outputs(client):
+    response = post(client, "/v1/models/digits:predict", {"inputs": [IMAGE]})
+    assert response.status_code == 200
+    assert np.allclose(response.get_json()["outputs"], [[31.5] * 10])
+
+
+def test_named_input_in_row_format_of_single_input_model(client, model):
+    response = post(client, "/predict", {"instances": [{"pixels": IMAGE}]})
+    assert response.status_code == 200
+    assert model.calls[-1]["pixels"].dtype == np.float32
+
+
+def test_multi_input_row_format_answers_objects_per_row(multi_client):
+    body = {"instances": [{"features": [1, 2, 3], "ids": 10}, {"features": [0, 0, 1], "ids": 0}]}
+    response = post(multi_client, "/v1/models/multi:predict", body)
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "predictions": [{"total": 16.0, "doubled": [2.0, 4.0, 6.0]}, {"total": 1.0, "doubled": [0.0, 0.0, 2.0]}]
+    }
+
+
+def test_multi_input_columnar_format_answers_named_outputs(multi_client, multi_model):
+    body = {"inputs": {"features": [[1, 2, 3], [0, 0, 1]], "ids": [10, 0]}}
+    response = post(multi_client, "/v1/models/multi:predict", body)
+    assert response.status_code == 200
+    assert response.get_json() == {"outputs": {"total": [16.0, 1.0], "doubled": [[2.0, 4.0, 6.0], [0.0, 0.0, 2.0]]}}
+    assert multi_model.calls[-1]["ids"].dtype == np.int32
+
+
+def test_content_type_with_charset_is_json(client):
+    response = post(client, "/predict", {"instances": [IMAGE]}, content_type="application/json; charset=utf-8")
+    assert response.status_code == 200
+
+
+def test_missing_content_type_is_read_as_json(client):
+    response = client.post("/predict", data=orjson.dumps({"instances": [IMAGE]}))
+    assert response.status_code == 200
+
+
+def test_model_status_in_tf_serving_format(client):
+    response = client.get("/v1/models/digits")
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "model_version_status": [{"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}]
+    }
+
+
+def test_model_status_while_loading():
+    client = create_app(TEST_CONFIG, model=FakeModel(ready=False)).test_client()
+    assert client.get("/v1/models/digits").get_json()["model_version_status"][0]["state"] == "LOADING"
+
+
+def test_metadata_describes_signature(multi_client):
+    response = multi_client.get("/v1/models/multi/metadata")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["model_spec"] == {"name": "multi", "signature_name": "", "version": "7"}
+    signature = body["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    assert signature["inputs"]["features"]["dtype"] == "DT_FLOAT"
+    assert signature["inputs"]["ids"]["dtype"] == "DT_INT32"
+    assert [d["size"] for d in signature["inputs"]["features"]["tensor_shape"]["dim"]] == ["-1", "3"]
+    assert set(signature["outputs"]) == {"total", "doubled"}
+    assert signature["method_name"] == "tensorflow/serving/predict"
+
+
+def test_health_endpoints(client):
+    assert client.get("/healthz/live").status_code == 200
+    ready = client.get("/healthz/ready")
+    assert ready.status_code == 200
+    assert ready.get_json() == {"status": "ready", "model": "digits", "version": "1"}
+
+
+# --- headers every response carries ------------------------------------------------------
+
+
+def test_request_id_is_generated_when_absent(client):
+    first = client.get("/healthz/live").headers["X-Request-ID"]
+    second = client.get("/healthz/live").headers["X-Request-ID"]
+    assert first and second and first != second
+
+
+def test_request_id_from_client_is_echoed_on_errors_too(client):
+    response = post(client, "/predict", b"{", headers={"X-Request-ID": "abc-123"})
+    assert response.status_code == 400
+    assert response.headers["X-Request-ID"] == "abc-123"
+
+
+def test_hostile_request_id_is_replaced(client):
+    response = client.get("/healthz/live", headers={"X-Request-ID": 'x" \\n{"forged": 1}'})
+    assert response.headers["X-Request-ID"] != 'x" \\n{"forged": 1}'
+    assert len(response.headers["X-Request-ID"]) == 32
+
+
+def test_model_version_header(multi_client):
+    assert multi_client.get("/healthz/live").headers["X-Model-Version"] == "7"
+
+
+# --- every error class ----------------------------------------------------------------
+
+DEEP = b'{"instances": ' + b"[" * 2000 + b"]" * 2000 + b"}"
+TOO_MANY_DIMS = b'{"instances": ' + b"[" * 80 + b"1" + b"]" * 80 + b"}"
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (b"{not json", ["not valid json"]),
+        (b"", ["empty"]),
+        (b"\xff\xfe\x00", ["not valid json"]),
+        (b"[1, 2]", ["json object"]),
+        (b'"instances"', ["json object"]),
+        ({"instances": [IMAGE], "inputs": [IMAGE]}, ["exactly one"]),
+        ({}, ["exactly one"]),
+        ({"instance": [IMAGE]}, ["unknown key 'instance'"]),
+        ({"instances": []}, ["non-empty"]),
+        ({"instances": IMAGE[0][0]}, ["non-empty list"]),
+        ({"inputs": []}, ["non-empty"]),
+        ({"instances": [[1, 2, 3]]}, ["shape (8, 8)", "got (3,)"]),
+        ({"instances": [IMAGE, IMAGE[:4]]}, ["uneven or too deep nesting"]),
+        ({"instances": [[["a"] * 8] * 8]}, ["numbers", "strings"]),
+        ({"instances": [[["1.5"] * 8] * 8]}, ["strings"]),
+        ({"instances": [[[None] * 8] * 8]}, ["numbers"]),
+        ({"instances": [[[True] * 8] * 8]}, ["booleans"]),
+        ({"instances": [[[{}] * 8] * 8]}, ["numbers"]),
+        (b'{"instances": [NaN]}', ["nan and infinity are not allowed"]),
+        (b'{"instances": [Infinity]}', ["nan and infinity are not allowed"]),
+        (b'{"instances": [1e400]}', ["not valid json"]),
+        ({"instances": [[[1e39] * 8] * 8]}, ["finite", "float32"]),
+        (b'{"instances": [[' + b",".join([b"[" + b",".join([b"1" + b"0" * 40] * 8) + b"]"] * 8) + b"]]}", ["range of float32"]),
+        ({"instances": [{"pixel": IMAGE}]}, ["unknown input 'pixel'", "pixels"]),
+        ({"instances": [IMAGE, {"pixels": IMAGE}]}, ["mix"]),
+        ({"inputs": {"pixels": [IMAGE], "extra": [1]}}, ["unknown input 'extra'"]),
+        ({"instances": [BLANK] * 17}, ["too many instances", "17 > 16"]),
+        ({"inputs": [BLANK] * 17}, ["too many instances"]),
+        ({"instances": [IMAGE], "signature_name": "other"}, ["signature_name"]),
+        (DEEP, ["not valid json"]),
+        (TOO_MANY_DIMS, ["uneven or too deep nesting"]),
+    ],
+)
+def test_bad_bodies_get_400_naming_the_problem(client, model, body, words):
+    response = post(client, "/v1/models/digits:predict", body)
+    assert_error(response, 400, words)
+    assert model.calls == []
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        ({"instances": [[1, 2, 3]]}, ["object with the inputs"]),
+        ({"instances": [{"features": [1, 2, 3]}]}, ["missing input 'ids'"]),
+        ({"inputs": [[1, 2, 3]]}, ["named inputs"]),
+        ({"inputs": {"features": [[1, 2, 3]], "ids": [1, 2]}}, ["same number of instances"]),
+        ({"inputs": {"features": [[1, 2, 3]], "ids": [1.5]}}, ["integers"]),
+        ({"inputs": {"features": [[1, 2, 3]], "ids": [2**40]}}, ["range of int32"]),
+        ({"inputs": {"features": [[1, 2, 3]], "ids": [REJECTED_VALUE]}}, ["model rejected", "not in [0, 100)"]),
+    ],
+)
+def test_bad_named_inputs_get_400(multi_client, body, words):
+    assert_error(post(multi_client, "/v1/models/multi:predict", body), 400, words)
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_wrong_content_type_gets_415(client, content_type):
+    response = post(client, "/predict", {"instances": [IMAGE]}, content_type=content_type)
+    assert_error(response, 415, ["content-type", "application/json"])
+
+
+@pytest.mark.parametrize(
+    "path, words",
+    [
+        ("/v1/models/other:predict", ["no model named 'other'", "digits"]),
+        ("/v1/models/digits/versions/2:predict", ["no version '2'"]),
+        ("/v2/predict", ["no such path"]),
+    ],
+)
+def test_unknown_model_or_path_gets_404(client, path, words):
+    assert_error(post(client, path, {"instances": [IMAGE]}), 404, words)
+
+
+@pytest.mark.parametrize("path", ["/v1/models/other", "/v1/models/other/metadata", "/v1/models/digits/versions/9"])
+def test_unknown_model_status_gets_404(client, path):
+    assert_error(client.get(path), 404, ["no model" if "other" in path else "no version"])
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [("get", "/v1/models/digits:predict"), ("put", "/predict"), ("post", "/healthz/ready"), ("delete", "/v1/models/digits")],
+)
+def test_wrong_method_gets_405_with_allow(client, method, path):
+    response = getattr(client, method)(path)
+    assert_error(response, 405, ["method not allowed"])
+    assert response.headers["Allow"]
+
+
+def test_body_over_limit_gets_413(client, model):
+    body = b'{"instances": [' + b"0," * (TEST_CONFIG["MAX_BODY_BYTES"] // 2) + b"0]}"
+    assert_error(post(client, "/predict", body), 413, ["over the limit of 65536 bytes"])
+    assert model.calls == []
+
+
+def test_not_ready_gets_503_with_retry_after():
+    client = create_app(TEST_CONFIG, model=FakeModel(ready=False)).test_client()
+    for response in (client.get("/healthz/ready"), post(client, "/predict", {"instances": [IMAGE]})):
+        assert_error(response, 503, ["not ready"])
+        assert response.headers["Retry-After"] == "1"
+    assert client.get("/healthz/live").status_code == 200
+
+
+def test_server_fault_is_a_json_500_and_the_app_keeps_serving():
+    client = create_app(TEST_CONFIG, model=BrokenModel()).test_client()
+    assert_error(post(client, "/predict", {"instances": [IMAGE]}), 500, ["internal server error"])
+    assert client.get("/healthz/live").status_code == 200

@@ -1,0 +1,218 @@
+"""End to end: real nginx in front of real gunicorn on loopback, started as `make up` starts them."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from tests import keras_models
+from tests.stack import REPO, RunningStack
+
+pytestmark = pytest.mark.e2e
+
+DIGITS = REPO / "models" / "digits.keras"
+JSON = {"Content-Type": "application/json"}
+
+
+def digits_images(count: int) -> np.ndarray:
+    from sklearn.datasets import load_digits
+
+    return load_digits().images[:count].astype("float32")
+
+
+def worker_pids(master: int) -> set[int]:
+    out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
+    return {int(pid) for pid in out.split()}
+
+
+def process_alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting to be reaped."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.fixture(scope="module")
+def digits_stack(tmp_path_factory):
+    assert DIGITS.is_file(), "the demo model is missing: `make test` trains it first"
+    stack = RunningStack(tmp_path_factory.mktemp("digits-run"), {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": "2"})
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+@pytest.fixture
+def slow_stack(tmp_path_factory):
+    """A stack whose large requests take seconds, to have requests in flight at shutdown."""
+    model_path = keras_models.save_slow(tmp_path_factory.mktemp("slow-model") / "slow.keras")
+    stack = RunningStack(
+        tmp_path_factory.mktemp("slow-run"),
+        {"MODEL_PATH": str(model_path), "WEB_CONCURRENCY": "2", "MAX_INSTANCES": "4096"},
+    )
+    stack.start()
+    yield stack
+    stack.stop()
+
+
+# --- the contract through nginx ------------------------------------------------------------
+
+
+def test_every_endpoint_answers_through_nginx(digits_stack):
+    images = digits_images(2).tolist()
+    row = digits_stack.post("/v1/models/digits:predict", json={"instances": images})
+    assert row.status_code == 200
+    predictions = np.array(row.json()["predictions"])
+    assert predictions.shape == (2, 10)
+    np.testing.assert_allclose(predictions.sum(axis=1), 1.0, rtol=1e-5)
+    assert predictions.argmax(axis=1).tolist() == [0, 1]  # the first two digits images are 0 and 1
+
+    columnar = digits_stack.post("/predict", json={"inputs": {"pixels": images}})
+    assert columnar.status_code == 200
+    np.testing.assert_allclose(columnar.json()["outputs"], predictions, rtol=1e-5)
+
+    status = digits_stack.get("/v1/models/digits").json()
+    assert status["model_version_status"][0]["state"] == "AVAILABLE"
+    metadata = digits_stack.get("/v1/models/digits/metadata").json()
+    assert "pixels" in metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
+    assert digits_stack.get("/healthz/live").status_code == 200
+    assert digits_stack.get("/healthz/ready").json()["status"] == "ready"
+
+
+def test_fifty_concurrent_requests_match_in_process_inference(digits_stack):
+    import keras
+
+    images = digits_images(50)
+    expected = np.asarray(keras.saving.load_model(DIGITS)(images, training=False))
+
+    def predict(index: int):
+        response = digits_stack.post("/predict", json={"instances": [images[index].tolist()]})
+        return index, response.status_code, response.json()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=50) as pool:
+        results = list(pool.map(predict, range(50)))
+    for index, status, body in results:
+        assert status == 200, body
+        np.testing.assert_allclose(body["predictions"][0], expected[index], rtol=1e-4, atol=1e-6)
+
+
+HOSTILE = [
+    ("malformed JSON", b'{"instances": [1,', JSON, 400),
+    ("NaN", b'{"instances": [NaN]}', JSON, 400),
+    ("deep nesting", b'{"instances": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", JSON, 400),
+    ("a million-element array", b'{"instances": [' + b"0," * 999_999 + b"0]}", JSON, 400),
+    ("one huge instance", b'{"instances": [[' + b"0," * 999_999 + b"0]]}", JSON, 400),
+    ("strings for numbers", json.dumps({"instances": [[["x"] * 8] * 8]}).encode(), JSON, 400),
+    ("wrong shape", json.dumps({"instances": [[1, 2]]}).encode(), JSON, 400),
+    ("wrong content type", b"instances=1", {"Content-Type": "application/x-www-form-urlencoded"}, 415),
+    ("body over nginx's limit", b"0" * (8 * 1024 * 1024 + 1), JSON, 413),
+]
+
+
+@pytest.mark.parametrize("label, body, headers, status", HOSTILE, ids=[case[0] for case in HOSTILE])
+def test_bad_input_gets_a_json_4xx_and_workers_survive(digits_stack, label, body, headers, status):
+    workers = worker_pids(digits_stack.pid("gunicorn"))
+    response = digits_stack.post("/v1/models/digits:predict", data=body, headers=headers)
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.json()["error"]
+    assert digits_stack.get("/healthz/ready").status_code == 200
+    assert worker_pids(digits_stack.pid("gunicorn")) == workers
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [("post", "/v1/models/other:predict", 404), ("get", "/v1/models/digits:predict", 405), ("get", "/nope", 404)],
+)
+def test_routing_errors_are_json(digits_stack, method, path, status):
+    response = getattr(digits_stack, method)(path, json={"instances": [[[0] * 8] * 8]})
+    assert response.status_code == status
+    assert response.json()["error"]
+
+
+def test_request_id_is_nginx_s_own_or_the_client_s_and_reaches_the_access_log(digits_stack):
+    generated = digits_stack.get("/healthz/live").headers["X-Request-ID"]
+    assert len(generated) == 32  # nginx's $request_id
+    echoed = digits_stack.get("/healthz/live", headers={"X-Request-ID": "client-id-42"}).headers["X-Request-ID"]
+    assert echoed == "client-id-42"
+    forged = digits_stack.get("/healthz/live", headers={"X-Request-ID": 'a"b'}).headers["X-Request-ID"]
+    assert forged != 'a"b' and len(forged) == 32
+    too_large = digits_stack.post("/predict", data=b"0" * (9 * 1024 * 1024), headers=JSON)
+    assert too_large.status_code == 413 and len(too_large.headers["X-Request-ID"]) == 32
+    # exactly one X-Request-ID header, not nginx's and the app's side by side
+    assert "," not in digits_stack.get("/healthz/live").headers["X-Request-ID"]
+    wanted = {generated, "client-id-42", forged, too_large.headers["X-Request-ID"]}
+    # nginx logs a request when it is finalised, which for a rejected upload can come
+    # just after the client has its answer.
+    deadline = time.monotonic() + 10
+    while True:
+        logged = {json.loads(line)["request_id"] for line in digits_stack.access_log()}
+        if wanted <= logged or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert wanted <= logged
+
+
+def test_another_keras_model_with_named_inputs_through_model_path(tmp_path):
+    model_path = keras_models.save_multi_input(tmp_path / "ranker.keras")
+    stack = RunningStack(tmp_path / "run", {"MODEL_PATH": str(model_path), "MODEL_VERSION": "4", "WEB_CONCURRENCY": "1"})
+    stack.start()
+    try:
+        body = {"inputs": {"image": [[[0.1] * 4] * 4] * 3, "ids": [[1, 2], [3, 4], [5, 6]]}}
+        response = stack.post("/v1/models/ranker/versions/4:predict", json=body)
+        assert response.status_code == 200, response.text
+        assert response.headers["X-Model-Version"] == "4"
+        outputs = response.json()["outputs"]
+        assert np.array(outputs["label"]).shape == (3, 5) and np.array(outputs["score"]).shape == (3, 1)
+        assert stack.get("/v1/models/digits").status_code == 404
+    finally:
+        stack.stop()
+
+
+# --- shutdown ------------------------------------------------------------------------------
+
+
+def send_slow_requests(stack: RunningStack, count: int):
+    body = {"instances": np.random.default_rng(0).normal(size=(4096, 4)).round(3).tolist()}
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=count)
+    futures = [pool.submit(stack.post, "/predict", json=body) for _ in range(count)]
+    return pool, futures
+
+
+def test_make_down_lets_in_flight_requests_finish_and_leaves_no_process(slow_stack):
+    nginx, gunicorn = slow_stack.pid("nginx"), slow_stack.pid("gunicorn")
+    workers = worker_pids(gunicorn)
+    pool, futures = send_slow_requests(slow_stack, 4)
+    time.sleep(1.0)  # the requests are now being computed; each takes seconds
+    assert not any(future.done() for future in futures), "the slow model answered too fast to test shutdown"
+    stopped = slow_stack.stop()
+    assert stopped.returncode == 0, stopped.stderr
+    statuses = [future.result().status_code for future in futures]
+    pool.shutdown()
+    assert statuses == [200] * 4
+    assert not any(process_alive(pid) for pid in {nginx, gunicorn, *workers})
+
+
+def test_gunicorn_term_finishes_in_flight_then_nginx_answers_json_503(slow_stack):
+    pool, futures = send_slow_requests(slow_stack, 2)
+    time.sleep(1.0)
+    gunicorn = slow_stack.pid("gunicorn")
+    os.kill(gunicorn, signal.SIGTERM)
+    assert [future.result().status_code for future in futures] == [200, 200]
+    pool.shutdown()
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline and process_alive(gunicorn):
+        time.sleep(0.1)
+    assert not process_alive(gunicorn)
+    response = slow_stack.get("/healthz/ready")
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert "not available" in response.json()["error"]

@@ -1,0 +1,126 @@
+"""ServedModel on tiny real Keras models: signature, compiled call, safety, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from api.app import create_app
+from api.model import ModelInputError, ModelLoadError, ServedModel
+from tests import keras_models
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="module")
+def single(model_dir):
+    model = ServedModel(keras_models.save_single_input(model_dir / "single.keras"), "single")
+    model.load()
+    return model
+
+
+@pytest.fixture(scope="module")
+def multi(model_dir):
+    model = ServedModel(keras_models.save_multi_input(model_dir / "multi.keras"), "multi", version="3")
+    model.load()
+    return model
+
+
+def test_signature_is_read_from_a_sequential_model(single):
+    assert single.ready
+    (features,) = single.signature.inputs
+    assert (features.name, features.shape, features.dtype) == ("features", (None, 4), "float32")
+    (scores,) = single.signature.outputs
+    assert (scores.name, scores.shape, scores.dtype) == ("scores", (None, 3), "float32")
+
+
+def test_signature_of_named_inputs_and_outputs(multi):
+    inputs = {t.name: (t.shape, t.dtype) for t in multi.signature.inputs}
+    assert inputs == {"image": ((None, 4, 4), "float32"), "ids": ((None, 2), "int32")}
+    outputs = {t.name: (t.shape, t.dtype) for t in multi.signature.outputs}
+    assert outputs == {"label": ((None, 5), "float32"), "score": ((None, 1), "float32")}
+
+
+def test_predict_matches_calling_the_keras_model(single):
+    import keras
+
+    reference = keras.saving.load_model(single.path)
+    x = np.random.default_rng(0).normal(size=(7, 4)).astype("float32")
+    result = single.predict({"features": x})
+    assert list(result) == ["scores"]
+    np.testing.assert_allclose(result["scores"], np.asarray(reference(x, training=False)), rtol=1e-5, atol=1e-6)
+
+
+def test_multi_input_predict_returns_named_outputs(multi):
+    feed = {"image": np.ones((3, 4, 4), "float32"), "ids": np.array([[1, 2], [3, 4], [0, 9]], "int32")}
+    result = multi.predict(feed)
+    assert set(result) == {"label", "score"}
+    assert result["label"].shape == (3, 5)
+    np.testing.assert_allclose(result["label"].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_any_batch_size_uses_one_trace(single):
+    # The compiled call is traced once, for a None batch dimension, at warm-up.
+    for size in (1, 2, 5, 33, 100):
+        assert single.predict({"features": np.zeros((size, 4), "float32")})["scores"].shape == (size, 3)
+    assert single._call.experimental_get_tracing_count() == 1
+
+
+def test_model_predict_is_never_called(model_dir, monkeypatch):
+    import keras
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("model.predict must not be used per request")
+
+    monkeypatch.setattr(keras.Model, "predict", forbidden)
+    model = ServedModel(keras_models.save_single_input(model_dir / "again.keras"), "again")
+    model.load()
+    model.predict({"features": np.zeros((2, 4), "float32")})
+
+
+def test_value_the_model_rejects_is_a_model_input_error(multi):
+    feed = {"image": np.ones((1, 4, 4), "float32"), "ids": np.array([[1, 99]], "int32")}
+    with pytest.raises(ModelInputError):
+        multi.predict(feed)
+
+
+def test_lambda_layers_are_refused_by_safe_mode(model_dir):
+    model = ServedModel(keras_models.save_with_lambda(model_dir / "lambda.keras"), "lambda")
+    with pytest.raises(ModelLoadError, match="Lambda"):
+        model.load()
+    assert not model.ready
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [("missing.keras", None, "is not a file"), ("model.h5", b"x", "not a Keras 3"), ("junk.keras", b"junk", "cannot load")],
+)
+def test_unusable_files_are_refused_with_a_clear_message(tmp_path, name, content, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ModelLoadError, match=message):
+        ServedModel(path, "x").load()
+
+
+def test_predict_before_load_raises(tmp_path):
+    from api.model import ModelNotLoaded
+
+    with pytest.raises(ModelNotLoaded):
+        ServedModel(tmp_path / "x.keras", "x").predict({})
+
+
+def test_app_serves_a_real_multi_input_model(model_dir):
+    path = keras_models.save_multi_input(model_dir / "served.keras")
+    client = create_app({"MODEL_PATH": str(path), "MODEL_VERSION": "5"}).test_client()
+    body = {"instances": [{"image": [[0.5] * 4] * 4, "ids": [1, 2]}]}
+    response = client.post("/v1/models/served:predict", json=body)
+    assert response.status_code == 200, response.get_json()
+    (prediction,) = response.get_json()["predictions"]
+    assert set(prediction) == {"label", "score"} and len(prediction["label"]) == 5
+    assert response.headers["X-Model-Version"] == "5"
+    bad = client.post("/v1/models/served:predict", json={"instances": [{"image": [[0.5] * 4] * 4, "ids": [1, 50]}]})
+    assert bad.status_code == 400 and "rejected" in bad.get_json()["error"]
