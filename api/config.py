@@ -108,10 +108,10 @@ def markdown_table() -> str:
     """Return the settings as the markdown table shown in the README."""
     rows = ["| variable | default | meaning |", "|---|---|---|"]
     for field in dataclasses.fields(Config):
-        default = field.default
+        default = f"`{field.default}`" if field.default != "" else "(empty)"
         if field.name == "workers":
-            default = "cores"
-        rows.append(f"| `{field.metadata['env']}` | `{default}` | {field.metadata['doc']} |")
+            default = "number of cores"
+        rows.append(f"| `{field.metadata['env']}` | {default} | {field.metadata['doc']} |")
     return "\n".join(rows)
 
 
