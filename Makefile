@@ -22,7 +22,7 @@ BIN       := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 STACK     := $(BIN)/python scripts/localstack.py --run-dir $(RUN_DIR) --port $(PORT)
 
-.PHONY: help setup system-packages serve up down status test clean
+.PHONY: help setup system-packages serve up down status logs test clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -55,6 +55,9 @@ down: ## Stop the background stack gracefully
 
 status: ## Show whether the background stack is up and ready
 	@$(STACK) status
+
+logs: ## Follow the background stack's logs: app and gunicorn (JSON) and nginx's access log
+	@tail -n 20 -F $(RUN_DIR)/logs/app.log $(RUN_DIR)/logs/access.log
 
 test: setup ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -15,6 +15,8 @@ setup(
         "keras>=3.3",
         "numpy>=1.26",
         "orjson>=3.9",
+        "prometheus-client>=0.20",
+        "python-json-logger>=3.1",
         "tensorflow-cpu>=2.16",
     ],
     extras_require={

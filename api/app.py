@@ -14,21 +14,26 @@ from werkzeug.routing import BaseConverter
 from api.config import Config
 from api.errors import InternalError, from_http_exception
 from api.headers import install_response_headers
+from api.logs import configure_logging
+from api.metrics import Metrics
 from api.model import ServedModel, configure_tensorflow_threads
-from api.resources import Live, ModelMetadata, ModelStatus, Predict, Ready
+from api.monitoring import PredictionMonitor
+from api.resources import Live, MetricsText, ModelMetadata, ModelStatus, Predict, Ready, Services
+from api.telemetry import install_telemetry
 
 log = logging.getLogger(__name__)
 
 MODEL = "/v1/models/<model_name:name>"
 VERSION = "/versions/<model_name:version>"
 
-# The whole API, in one place: resource -> its paths.
+# The whole API, in one place: resource, its endpoint name (the metrics' label), its paths.
 ROUTES = (
-    (Predict, (f"{MODEL}:predict", f"{MODEL}{VERSION}:predict", "/predict")),
-    (ModelStatus, (MODEL, f"{MODEL}{VERSION}")),
-    (ModelMetadata, (f"{MODEL}/metadata", f"{MODEL}{VERSION}/metadata")),
-    (Live, ("/healthz/live",)),
-    (Ready, ("/healthz/ready",)),
+    (Predict, "predict", (f"{MODEL}:predict", f"{MODEL}{VERSION}:predict", "/predict")),
+    (ModelStatus, "model_status", (MODEL, f"{MODEL}{VERSION}")),
+    (ModelMetadata, "model_metadata", (f"{MODEL}/metadata", f"{MODEL}{VERSION}/metadata")),
+    (Live, "live", ("/healthz/live",)),
+    (Ready, "ready", ("/healthz/ready",)),
+    (MetricsText, "metrics", ("/metrics",)),
 )
 
 
@@ -48,12 +53,15 @@ class JsonErrorApi(Api):
 def create_app(config: Config | Mapping[str, Any] | None = None, model: ServedModel | None = None) -> Flask:
     """Build the WSGI app; load the model unless one is given (tests give a fake)."""
     settings = _settings(config)
+    configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.converters["model_name"] = ModelNameConverter
     model = model or load_model(settings)
+    services = build_services(model, settings)
     install_response_headers(app, model)
-    register_resources(app, model, settings)
+    install_telemetry(app, services.metrics, model.name)
+    register_resources(app, services)
     register_error_handlers(app)
     return app
 
@@ -67,13 +75,22 @@ def load_model(settings: Config) -> ServedModel:
     return model
 
 
-def register_resources(app: Flask, model: ServedModel, settings: Config) -> Api:
-    """Add every route of ROUTES, injecting the model and settings into the resources."""
+def build_services(model: ServedModel, settings: Config) -> Services:
+    """The metrics and the prediction monitor of this process, around the loaded model."""
+    metrics = Metrics(settings.prometheus_multiproc_dir, settings.prediction_bucket_values)
+    monitor = None
+    if model.ready:
+        metrics.record_model(model)
+        monitor = PredictionMonitor(metrics, model.name, model.signature, settings.prediction_monitoring)
+    return Services(model=model, config=settings, metrics=metrics, monitor=monitor)
+
+
+def register_resources(app: Flask, services: Services) -> Api:
+    """Add every route of ROUTES, injecting the services into each resource."""
     api = JsonErrorApi(app, catch_all_404s=True)
     api.representations = {"application/json": _json_response}
-    for resource, paths in ROUTES:
-        kwargs = {} if resource is Live else {"model": model, "config": settings}
-        api.add_resource(resource, *paths, resource_class_kwargs=kwargs)
+    for resource, endpoint, paths in ROUTES:
+        api.add_resource(resource, *paths, endpoint=endpoint, resource_class_kwargs={"services": services})
     return api
 
 

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
+PREDICTION_MONITORING_CHOICES = ("auto", "classifier", "regressor", "off")
+
+
 def available_cores() -> int:
     """Return the number of CPU cores this process may run on."""
     try:
@@ -59,8 +62,23 @@ class Config:
         "TF_INTRA_OP_THREADS", 0, "Threads per op in each worker; 0 means cores / workers."
     )
     tf_inter_op_threads: int = setting("TF_INTER_OP_THREADS", 1, "Ops run concurrently in each worker.")
-    # Logging.
-    log_level: str = setting("LOG_LEVEL", "info", "Log level of the app and gunicorn.")
+    # Observability.
+    log_level: str = setting("LOG_LEVEL", "info", "Log level of the app and gunicorn (JSON lines on stdout).")
+    metrics_port: int = setting("METRICS_PORT", 9101, "nginx's monitoring listener for `GET /metrics`; never public.")
+    prometheus_multiproc_dir: str = setting(
+        "PROMETHEUS_MULTIPROC_DIR", "", "Where workers write metrics so `/metrics` adds them up; set by the stack."
+    )
+    prediction_monitoring: str = setting(
+        "PREDICTION_MONITORING", "auto", "`classifier`, `regressor`, `off`, or `auto` (from the output signature)."
+    )
+    prediction_buckets: str = setting(
+        "PREDICTION_BUCKETS", "-10,-1,-0.1,0,0.1,1,10,100,1000", "Histogram buckets for a regressor's predictions."
+    )
+
+    def __post_init__(self):
+        if self.prediction_monitoring not in PREDICTION_MONITORING_CHOICES:
+            raise ValueError(f"PREDICTION_MONITORING must be one of {', '.join(PREDICTION_MONITORING_CHOICES)}")
+        self.prediction_bucket_values  # noqa: B018 (parse now, so a typo fails at start)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -88,6 +106,14 @@ class Config:
     def served_name(self) -> str:
         """The model's name on the wire: ``MODEL_NAME`` or the file's stem."""
         return self.model_name or Path(self.model_path).stem
+
+    @property
+    def prediction_bucket_values(self) -> tuple[float, ...]:
+        """PREDICTION_BUCKETS as sorted floats."""
+        try:
+            return tuple(sorted(float(edge) for edge in self.prediction_buckets.split(",")))
+        except ValueError:
+            raise ValueError(f"PREDICTION_BUCKETS must be comma-separated numbers, got {self.prediction_buckets!r}") from None
 
     @property
     def intra_op_threads(self) -> int:

@@ -31,14 +31,17 @@ class RunningStack:
     def __init__(self, run_dir: Path, env: dict[str, str]):
         self.run_dir = run_dir
         self.port = free_port()
+        self.metrics_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
         self.session = requests.Session()
 
     def command(self, name: str, timeout: float = 240) -> subprocess.CompletedProcess:
         """Run one localstack.py command against this stack."""
         return subprocess.run(
-            [sys.executable, str(LOCALSTACK), name, "--run-dir", str(self.run_dir), "--port", str(self.port)],
+            [sys.executable, str(LOCALSTACK), name, "--run-dir", str(self.run_dir), "--port", str(self.port),
+             "--metrics-port", str(self.metrics_port)],
             env=self.env, capture_output=True, text=True, timeout=timeout,
         )
 
@@ -64,7 +67,20 @@ class RunningStack:
         """GET through nginx."""
         return self.session.get(self.url + path, timeout=60, **kwargs)
 
+    def metrics(self) -> str:
+        """Prometheus text from the monitoring listener."""
+        response = requests.get(self.metrics_url, timeout=10)
+        response.raise_for_status()
+        return response.text
+
     def access_log(self) -> list[str]:
         """nginx's JSON access log lines so far."""
-        log = self.run_dir / "logs" / "access.log"
+        return self._log("access.log")
+
+    def app_log(self) -> list[str]:
+        """The app's and gunicorn's JSON log lines so far."""
+        return self._log("app.log")
+
+    def _log(self, name: str) -> list[str]:
+        log = self.run_dir / "logs" / name
         return log.read_text().splitlines() if log.exists() else []
