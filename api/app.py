@@ -11,6 +11,7 @@ from flask_restful import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
+from api.batching import Batcher
 from api.config import Config
 from api.errors import InternalError, from_http_exception
 from api.headers import install_response_headers
@@ -76,13 +77,21 @@ def load_model(settings: Config) -> ServedModel:
 
 
 def build_services(model: ServedModel, settings: Config) -> Services:
-    """The metrics and the prediction monitor of this process, around the loaded model."""
+    """The metrics, prediction monitor and batcher of this process, around the loaded model."""
     metrics = Metrics(settings.prometheus_multiproc_dir, settings.prediction_bucket_values)
-    monitor = None
+    monitor = batcher = None
     if model.ready:
         metrics.record_model(model)
         monitor = PredictionMonitor(metrics, model.name, model.signature, settings.prediction_monitoring)
-    return Services(model=model, config=settings, metrics=metrics, monitor=monitor)
+        batcher = Batcher(
+            model.predict,
+            max_batch_size=settings.max_batch_size,
+            max_wait_seconds=settings.max_batch_wait_ms / 1000,
+            max_queue=settings.batch_queue_size,
+            metrics=metrics,
+            model_name=model.name,
+        )
+    return Services(model=model, config=settings, metrics=metrics, monitor=monitor, batcher=batcher)
 
 
 def register_resources(app: Flask, services: Services) -> Api:

@@ -43,9 +43,18 @@ class Config:
     max_body_bytes: int = setting(
         "MAX_BODY_BYTES", 8 * 1024 * 1024, "Largest request body, enforced by nginx and by the app (413)."
     )
+    # Batching and load shedding (per worker).
+    max_batch_size: int = setting("MAX_BATCH_SIZE", 64, "Most instances joined into one model call.")
+    max_batch_wait_ms: float = setting(
+        "MAX_BATCH_WAIT_MS", 0.0, "How long a batch waits for more requests after its first (0: take what is queued)."
+    )
+    batch_queue_size: int = setting("BATCH_QUEUE_SIZE", 64, "Requests waiting for the model per worker; beyond it, 503.")
+    request_deadline_ms: int = setting(
+        "REQUEST_DEADLINE_MS", 1000, "A request not answered this long after nginx received it gets 503 at once."
+    )
     # gunicorn.
     workers: int = setting("WEB_CONCURRENCY", available_cores(), "gunicorn worker processes; each loads the model.")
-    threads: int = setting("GUNICORN_THREADS", 4, "Request threads per worker (gthread).")
+    threads: int = setting("GUNICORN_THREADS", 8, "Request threads per worker (gthread); they feed the batcher.")
     bind: str = setting("GUNICORN_BIND", "unix:run/gunicorn.sock", "Where gunicorn listens; nginx proxies to it.")
     timeout: int = setting("GUNICORN_TIMEOUT", 60, "Seconds a silent worker (loading or stuck) lives before it is replaced.")
     graceful_timeout: int = setting(
@@ -122,12 +131,14 @@ class Config:
 
 
 def _parse(env: str, raw: str, type_name: str) -> Any:
-    if type_name == "int":
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError(f"{env} must be an integer, got {raw!r}") from None
-    return raw
+    parsers = {"int": (int, "an integer"), "float": (float, "a number")}
+    if type_name not in parsers:
+        return raw
+    parse, expected = parsers[type_name]
+    try:
+        return parse(raw)
+    except ValueError:
+        raise ValueError(f"{env} must be {expected}, got {raw!r}") from None
 
 
 def markdown_table() -> str:

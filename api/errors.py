@@ -85,6 +85,14 @@ class ModelNotReady(ApiError):
     retry_after = 1
 
 
+class ServerOverloaded(ApiError):
+    """503: this worker cannot answer before the request's deadline; retry (another instance)."""
+
+    code = 503
+    description = "the server is at capacity; retry shortly"
+    retry_after = 1
+
+
 class InternalError(ApiError):
     """500: a fault of the server, never of the client's input."""
 

@@ -8,13 +8,15 @@ of ``api.errors`` and never build an error body themselves.
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 from flask import Response, g, request
 from flask_restful import Resource
 
 from api.config import Config
-from api.errors import InvalidInput, ModelNotFound, ModelNotReady
+from api.batching import Batcher, Overloaded, request_deadline
+from api.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerOverloaded
 from api.metrics import CONTENT_TYPE, Metrics
 from api.model import ModelInputError, ServedModel, TensorInfo
 from api.monitoring import PredictionMonitor
@@ -43,6 +45,7 @@ class Services:
     config: Config
     metrics: Metrics
     monitor: PredictionMonitor | None
+    batcher: Batcher | None
 
 
 class ServiceResource(Resource):
@@ -84,17 +87,29 @@ class Predict(ModelResource):
     def post(self, name: str | None = None, version: str | None = None):
         """Run the model on the body's instances and answer in the request's format."""
         model = self.ready_model(name, version)
+        deadline = request_deadline(request.headers.get("X-Request-Start"), self.config.request_deadline_ms / 1000)
+        if deadline <= time.monotonic():
+            # Queued so long before reaching a thread that the client has given up on it:
+            # answer at once rather than spend the model on it.
+            self.shed(Overloaded("expired", "the request waited past its deadline before it could start; retry"))
         parsed = parse_predict_request(
             request.get_data(cache=False), request.mimetype, model.signature, self.config.max_instances
         )
         g.batch_size = parsed.batch_size
         try:
-            outputs = model.predict(parsed.inputs)
+            outputs = self.services.batcher.submit(parsed.inputs, deadline)
         except ModelInputError as exc:
             raise InvalidInput(f"the model rejected the input values: {exc}") from None
+        except Overloaded as exc:
+            self.shed(exc)
         if self.services.monitor is not None:
             self.services.monitor.observe(outputs)
         return format_predictions(outputs, parsed.columnar)
+
+    def shed(self, overload: Overloaded):
+        """Count the shed request and answer 503 with Retry-After."""
+        self.services.metrics.shed.labels(self.model.name, overload.reason).inc()
+        raise ServerOverloaded(str(overload))
 
 
 class ModelStatus(ModelResource):

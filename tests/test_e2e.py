@@ -56,7 +56,7 @@ def slow_stack(tmp_path_factory):
     model_path = keras_models.save_slow(tmp_path_factory.mktemp("slow-model") / "slow.keras")
     stack = RunningStack(
         tmp_path_factory.mktemp("slow-run"),
-        {"MODEL_PATH": str(model_path), "WEB_CONCURRENCY": "2", "MAX_INSTANCES": "4096"},
+        {"MODEL_PATH": str(model_path), "WEB_CONCURRENCY": "2", "MAX_INSTANCES": "4096", "REQUEST_DEADLINE_MS": "60000"},
     )
     stack.start()
     yield stack
@@ -216,3 +216,15 @@ def test_gunicorn_term_finishes_in_flight_then_nginx_answers_json_503(slow_stack
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     assert "not available" in response.json()["error"]
+
+
+def test_npy_body_through_nginx_answers_like_json(digits_stack):
+    import io
+
+    images = digits_images(3)
+    buffer = io.BytesIO()
+    np.save(buffer, images)
+    binary = digits_stack.post("/predict", data=buffer.getvalue(), headers={"Content-Type": "application/x-npy"})
+    assert binary.status_code == 200, binary.text
+    as_json = digits_stack.post("/predict", json={"instances": images.tolist()})
+    np.testing.assert_allclose(binary.json()["predictions"], as_json.json()["predictions"], rtol=1e-5)
