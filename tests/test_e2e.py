@@ -44,7 +44,7 @@ def process_alive(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def digits_stack(tmp_path_factory):
     assert DIGITS.is_file(), "the demo model is missing: `make test` trains it first"
-    stack = RunningStack(tmp_path_factory.mktemp("digits-run"), {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": "2"})
+    stack = RunningStack(tmp_path_factory.mktemp("digits-run"), {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": "2", "REQUEST_DEADLINE_MS": "30000"})
     stack.start()
     yield stack
     stack.stop()
