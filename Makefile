@@ -12,6 +12,7 @@ RUN_DIR    ?= run
 DEMO_MODEL ?= models/digits.keras
 MODEL_PATH ?= $(DEMO_MODEL)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 # apt-get needs root; use sudo when not root.
 SUDO       ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -22,7 +23,7 @@ BIN       := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 STACK     := $(BIN)/python scripts/localstack.py --run-dir $(RUN_DIR) --port $(PORT)
 
-.PHONY: help setup system-packages serve up down status logs test clean
+.PHONY: help setup system-packages bench-packages serve up down status logs test bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +62,13 @@ logs: ## Follow the background stack's logs: app and gunicorn (JSON) and nginx's
 
 test: setup ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench-packages: ## apt-get install the load generators of the benchmark (wrk, hey) when missing
+	@command -v wrk >/dev/null && command -v hey >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk hey; }
+
+bench: setup bench-packages ## Benchmark floor, naive, fleet and raw side by side; writes reports/bench.json and .md
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 clean: down ## Remove the run directory and build leftovers (keeps the venv and models)
 	rm -rf $(RUN_DIR) build *.egg-info .pytest_cache

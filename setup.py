@@ -16,7 +16,6 @@ setup(
         "numpy>=1.26",
         "orjson>=3.9",
         "prometheus-client>=0.20",
-        "python-json-logger>=3.1",
         "tensorflow-cpu>=2.16",
     ],
     extras_require={

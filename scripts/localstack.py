@@ -40,8 +40,12 @@ class StackError(RuntimeError):
 class LocalStack:
     """nginx + gunicorn, configured and run from one directory."""
 
-    def __init__(self, run_dir: Path, host: str, port: int, metrics_port: int | None = None):
+    def __init__(self, run_dir: Path, host: str, port: int, metrics_port: int | None = None,
+                 app: str = "api.wsgi:app"):
+        # app: the WSGI target; `make bench` runs its comparison apps (scripts/bench_apps.py)
+        # in this same stack.
         self.run_dir = run_dir.resolve()
+        self.app = app
         self.host = host
         self.port = port
         self.config = Config.from_env()
@@ -103,7 +107,8 @@ class LocalStack:
         stdout = None if foreground else open(self.logs / "app.log", "ab")
         stderr = None if foreground else open(self.logs / "stderr.log", "ab")
         gunicorn = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--pid", str(self.gunicorn_pidfile), "api.wsgi:app"],
+            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--pid", str(self.gunicorn_pidfile),
+             *(["--pythonpath", str(REPO / "scripts")] if self.app.startswith("bench_apps:") else []), self.app],
             cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
             start_new_session=True,  # Ctrl-C reaches only the supervisor, which stops gracefully
         )

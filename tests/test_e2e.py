@@ -228,3 +228,27 @@ def test_npy_body_through_nginx_answers_like_json(digits_stack):
     assert binary.status_code == 200, binary.text
     as_json = digits_stack.post("/predict", json={"instances": images.tolist()})
     np.testing.assert_allclose(binary.json()["predictions"], as_json.json()["predictions"], rtol=1e-5)
+
+
+def test_overload_is_shed_with_503_and_retry_after_never_500(tmp_path):
+    model_path = keras_models.save_slow(tmp_path / "slow.keras")
+    stack = RunningStack(tmp_path / "run", {
+        "MODEL_PATH": str(model_path), "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "6", "MAX_INSTANCES": "4096",
+        "BATCH_QUEUE_SIZE": "1", "MAX_BATCH_SIZE": "4096", "REQUEST_DEADLINE_MS": "60000",
+    })
+    stack.start()
+    try:
+        pool, futures = send_slow_requests(stack, 6)
+        responses = [future.result() for future in futures]
+        pool.shutdown()
+        statuses = sorted(response.status_code for response in responses)
+        assert 200 in statuses and 503 in statuses, statuses
+        assert set(statuses) <= {200, 503}
+        for response in responses:
+            if response.status_code == 503:
+                assert response.headers["Retry-After"] == "1"
+                assert "capacity" in response.json()["error"]
+        assert stack.get("/healthz/ready").status_code == 200
+        assert 'reason="queue_full"' in stack.metrics()
+    finally:
+        stack.stop()
