@@ -71,7 +71,8 @@ def load_model(settings: Config) -> ServedModel:
     """Load and warm the configured model in this process (a gunicorn worker, after fork)."""
     # Thread pools can only be sized before TensorFlow's first op, so this comes first.
     configure_tensorflow_threads(settings.intra_op_threads, settings.tf_inter_op_threads)
-    model = ServedModel(settings.model_path, settings.served_name, settings.model_version)
+    model = ServedModel(settings.model_path, settings.served_name, settings.model_version,
+                        allow_unsafe=settings.allow_unsafe_model)
     model.load()
     return model
 

@@ -38,6 +38,13 @@ class Config:
     model_path: str = setting("MODEL_PATH", "models/digits.keras", "Keras 3 `.keras` file to serve.")
     model_name: str = setting("MODEL_NAME", "", "Name in `/v1/models/<name>`; empty means the file's stem.")
     model_version: str = setting("MODEL_VERSION", "1", "Version reported by the status endpoint and `X-Model-Version`.")
+    allow_unsafe_model: bool = setting(
+        "ALLOW_UNSAFE_MODEL", False, "Load files that run code (Lambda layers). Only for files you trust."
+    )
+    # Security.
+    api_keys_file: str = setting(
+        "API_KEYS_FILE", "", "File of hashed API keys (scripts/api_keys.py); empty turns authentication off."
+    )
     # Request limits.
     max_instances: int = setting("MAX_INSTANCES", 1024, "Most instances (rows) accepted in one request.")
     max_body_bytes: int = setting(
@@ -131,7 +138,7 @@ class Config:
 
 
 def _parse(env: str, raw: str, type_name: str) -> Any:
-    parsers = {"int": (int, "an integer"), "float": (float, "a number")}
+    parsers = {"int": (int, "an integer"), "float": (float, "a number"), "bool": (_boolean, "true or false")}
     if type_name not in parsers:
         return raw
     parse, expected = parsers[type_name]
@@ -139,6 +146,15 @@ def _parse(env: str, raw: str, type_name: str) -> Any:
         return parse(raw)
     except ValueError:
         raise ValueError(f"{env} must be {expected}, got {raw!r}") from None
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
 
 
 def markdown_table() -> str:
