@@ -65,7 +65,7 @@ clean: down ## Remove the run directory and build leftovers (keeps the venv and 
 # --- Load testing ---
 # Locust against HOST, by default the local stack that `make up` starts. The SLO and the
 # autoscaler headroom are in loadtest/locust.conf; change one for a run with
-#   make loadtest LOCUST_ARGS="--slo-p95-ms 150"     (every option: $(BIN)/locust -f loadtest/locustfile.py --help)
+#   make loadtest LOCUST_ARGS="--slo-p95-ms 150"     (every option: $(BIN)/python -m loadtest.options)
 
 HOST        ?= http://127.0.0.1:$(PORT)
 USERS       ?= 10

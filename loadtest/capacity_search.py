@@ -74,11 +74,12 @@ class Step:
 
     def as_dict(self) -> dict:
         """The step as the report lists it."""
+        measured = self.measured.as_dict()
         return {
             "users": self.users,
             "offered_rps": round(self.offered_rps, 2),
-            "achieved_rps": round(self.measured.rps, 2),
-            **self.measured.as_dict(),
+            "achieved_rps": measured.pop("rps"),
+            **measured,
             "load_generator_cpu_percent": round(self.load_generator_cpu_percent, 1),
             "passed": self.passed,
             "missed": [str(breach) for breach in self.breaches],

@@ -24,58 +24,55 @@ CANNOT_RUN = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the options to Locust's parser (a configargparse parser; env_var is its extension)."""
+    """Add the options to Locust's parser (a configargparse parser, which reads env vars and config files)."""
     defaults = PayloadSettings()
     payload = parser.add_argument_group("Keras Fleet payloads")
-    payload.add_argument("--model-name", default="", env_var="LOCUST_MODEL_NAME",
-                         help="model to load (/v1/models/<name>); empty: the one the server names on /healthz/ready")
-    payload.add_argument("--instances", type=int, default=defaults.instances, env_var="LOCUST_INSTANCES",
-                         help="instances (rows) per predict request")
-    payload.add_argument("--body-format", choices=sorted(ENCODERS), default=defaults.body_format,
-                         env_var="LOCUST_BODY_FORMAT", help="request body encoding")
-    payload.add_argument("--int-high", type=int, default=defaults.int_high, env_var="LOCUST_INT_HIGH",
-                         help="integer inputs are drawn from [0, INT_HIGH) (they are often embedding ids)")
-    payload.add_argument("--open-dim", type=int, default=defaults.open_dim, env_var="LOCUST_OPEN_DIM",
-                         help="size given to input dimensions the model leaves open (-1)")
-    payload.add_argument("--payload-pool", type=int, default=64, env_var="LOCUST_PAYLOAD_POOL",
-                         help="distinct bodies drawn before the run and sent in turn")
-    payload.add_argument("--payload-seed", type=int, default=defaults.seed, env_var="LOCUST_PAYLOAD_SEED",
-                         help="random seed of the bodies")
-    payload.add_argument("--user-rps", type=float, default=0, env_var="LOCUST_USER_RPS",
-                         help="requests per second of each user (constant throughput); 0: each user sends as fast as answers come")
+    _option(payload, "model-name", "model to load (/v1/models/<name>); empty: the one the server names on /healthz/ready",
+            default="")
+    _option(payload, "instances", "instances (rows) per predict request", type=int, default=defaults.instances)
+    _option(payload, "body-format", "request body encoding", choices=sorted(ENCODERS), default=defaults.body_format)
+    _option(payload, "int-high", "integer inputs are drawn from [0, INT_HIGH) (they are often embedding ids)",
+            type=int, default=defaults.int_high)
+    _option(payload, "open-dim", "size given to input dimensions the model leaves open (-1)",
+            type=int, default=defaults.open_dim)
+    _option(payload, "payload-pool", "distinct bodies drawn before the run and sent in turn", type=int, default=64)
+    _option(payload, "payload-seed", "random seed of the bodies", type=int, default=defaults.seed)
+    _option(payload, "user-rps", "requests per second of each user (constant throughput); "
+            "0: each user sends its next request as soon as it has an answer", type=float, default=0.0)
 
     slo = parser.add_argument_group("Keras Fleet SLO (defaults in loadtest/locust.conf)")
-    slo.add_argument("--slo-p95-ms", type=float, required=True, env_var="LOCUST_SLO_P95_MS",
-                     help="95th percentile latency must be at most this (ms)")
-    slo.add_argument("--slo-p99-ms", type=float, required=True, env_var="LOCUST_SLO_P99_MS",
-                     help="99th percentile latency must be at most this (ms)")
-    slo.add_argument("--slo-failure-ratio", type=float, required=True, env_var="LOCUST_SLO_FAILURE_RATIO",
-                     help="failed requests / all requests must be at most this (0.01 = 1%%)")
-    slo.add_argument("--slo-report", default="", env_var="LOCUST_SLO_REPORT",
-                     help="also write the verdict as JSON to this file (make loadtest: reports/loadtest.json)")
+    _option(slo, "slo-p95-ms", "95th percentile latency must be at most this (ms)", type=float, required=True)
+    _option(slo, "slo-p99-ms", "99th percentile latency must be at most this (ms)", type=float, required=True)
+    _option(slo, "slo-failure-ratio", "failed requests / all requests must be at most this (0.01 = 1%%)",
+            type=float, required=True)
+    _option(slo, "slo-report", "also write the verdict as JSON to this file (make loadtest: reports/loadtest.json)",
+            default="")
 
     capacity = parser.add_argument_group("Keras Fleet capacity search (loadtest/capacity.py)")
-    capacity.add_argument("--capacity-report", default="reports/capacity.json", env_var="LOCUST_CAPACITY_REPORT",
-                          help="where the capacity run writes its JSON result")
-    capacity.add_argument("--capacity-start-rps", type=float, default=10, env_var="LOCUST_CAPACITY_START_RPS",
-                          help="request rate of the first step")
-    capacity.add_argument("--capacity-growth", type=float, default=2, env_var="LOCUST_CAPACITY_GROWTH",
-                          help="each step multiplies the rate by this until the SLO fails")
-    capacity.add_argument("--capacity-refinements", type=int, default=4, env_var="LOCUST_CAPACITY_REFINEMENTS",
-                          help="steps that then bisect between the last rate that met the SLO and the first that did not")
-    capacity.add_argument("--capacity-step-seconds", type=float, default=12, env_var="LOCUST_CAPACITY_STEP_SECONDS",
-                          help="length of one step")
-    capacity.add_argument("--capacity-settle-seconds", type=float, default=4, env_var="LOCUST_CAPACITY_SETTLE_SECONDS",
-                          help="first seconds of a step that are not measured (users start, queues settle)")
-    capacity.add_argument("--capacity-max-steps", type=int, default=20, env_var="LOCUST_CAPACITY_MAX_STEPS",
-                          help="the search stops after this many steps, limit found or not")
-    capacity.add_argument("--capacity-user-rps", type=float, default=0, env_var="LOCUST_CAPACITY_USER_RPS",
-                          help="requests per second of each user; a step's rate is users x this. "
-                               "0: 1000 / slo-p99-ms, so a user keeps its pace for as long as the SLO holds")
-    capacity.add_argument("--capacity-keep-up", type=float, default=0.9, env_var="LOCUST_CAPACITY_KEEP_UP",
-                          help="a step is sustained only if it achieved at least this share of its offered rate")
-    capacity.add_argument("--capacity-headroom", type=float, default=None, env_var="LOCUST_CAPACITY_HEADROOM",
-                          help="share of the measured capacity the autoscaler targets (policy; in loadtest/locust.conf)")
+    _option(capacity, "capacity-report", "where the capacity run writes its JSON result", default="reports/capacity.json")
+    _option(capacity, "capacity-start-rps", "request rate of the first step", type=float, default=10.0)
+    _option(capacity, "capacity-growth", "each step multiplies the rate by this until the SLO fails",
+            type=float, default=2.0)
+    _option(capacity, "capacity-refinements",
+            "steps that then bisect between the last rate that met the SLO and the first that did not",
+            type=int, default=4)
+    _option(capacity, "capacity-step-seconds", "length of one step", type=float, default=12.0)
+    _option(capacity, "capacity-settle-seconds", "first seconds of a step that are not measured (queues settle)",
+            type=float, default=4.0)
+    _option(capacity, "capacity-max-steps", "the search stops after this many steps, limit found or not",
+            type=int, default=20)
+    _option(capacity, "capacity-user-rps", "requests per second of each user; a step's rate is users x this. "
+            "0: 1000 / slo-p99-ms, so a user keeps its pace for as long as the SLO holds", type=float, default=0.0)
+    _option(capacity, "capacity-keep-up", "a step is sustained only if it achieved at least this share of its offered rate",
+            type=float, default=0.9)
+    _option(capacity, "capacity-headroom",
+            "share of the measured capacity the autoscaler targets (policy; in loadtest/locust.conf)",
+            type=float, default=None)
+
+
+def _option(group, name: str, help: str, **kwargs) -> None:
+    """--NAME on the command line, LOCUST_NAME in the environment, `NAME = ...` in a config file."""
+    group.add_argument(f"--{name}", env_var="LOCUST_" + name.upper().replace("-", "_"), help=help, **kwargs)
 
 
 def slo_from_options(options: argparse.Namespace) -> Slo:
@@ -108,3 +105,13 @@ def capacity_user_rps(options: argparse.Namespace) -> float:
     the SLO, not the pacing, decides where capacity ends.
     """
     return options.capacity_user_rps or 1000 / options.slo_p99_ms
+
+
+if __name__ == "__main__":
+    # `locust --help` leaves out a locustfile's own options; this lists them.
+    import configargparse
+
+    listing = configargparse.ArgumentParser(prog="locust -f loadtest/locustfile.py", description=__doc__,
+                                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(listing)
+    listing.print_help()
