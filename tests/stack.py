@@ -16,6 +16,7 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 LOCALSTACK = REPO / "scripts" / "localstack.py"
+DIGITS = REPO / "models" / "digits.keras"
 
 
 def free_port() -> int:
@@ -68,3 +69,9 @@ class RunningStack:
         """nginx's JSON access log lines so far."""
         log = self.run_dir / "logs" / "access.log"
         return log.read_text().splitlines() if log.exists() else []
+
+
+def start_digits_stack(run_dir: Path, workers: int) -> RunningStack:
+    """The demo model behind real nginx and gunicorn, started and ready; stop() it when done."""
+    assert DIGITS.is_file(), "the demo model is missing: `make test` trains it first"
+    return RunningStack(run_dir, {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": str(workers)}).start()

@@ -23,11 +23,10 @@ from pathlib import Path
 import pytest
 
 from tests import keras_models
-from tests.stack import REPO, RunningStack, free_port
+from tests.stack import REPO, RunningStack, free_port, start_digits_stack
 
 pytestmark = pytest.mark.e2e
 
-DIGITS = REPO / "models" / "digits.keras"
 LOCUSTFILE = REPO / "loadtest" / "locustfile.py"
 LOCUST_CONF = REPO / "loadtest" / "locust.conf"
 BOUNDED = {"USERS": "2", "SPAWN_RATE": "2", "USER_RPS": "10"}
@@ -72,9 +71,8 @@ def listening(port: int) -> bool:
 
 @pytest.fixture(scope="module")
 def digits_stack(tmp_path_factory):
-    assert DIGITS.is_file(), "the demo model is missing: `make test` trains it first"
-    stack = RunningStack(tmp_path_factory.mktemp("digits-run"), {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": "1"})
-    stack.start()
+    # One worker: the runs are small, and the machine is shared.
+    stack = start_digits_stack(tmp_path_factory.mktemp("digits-run"), workers=1)
     yield stack
     stack.stop()
 
