@@ -121,8 +121,10 @@ def capacity_report(steps: list[Step], slo: Slo, headroom: float, limit_found: b
 
 def summary_line(report: dict, path: str) -> str:
     """The last line of a capacity run: the capacity and the autoscaler target, or why there is none."""
+    if not report["steps"]:
+        return f"CAPACITY NOT FOUND: the run ended before its first step did ({path})"
     if not report["max_sustained_rps"]:
-        return f"CAPACITY NOT FOUND: no step met the SLO, not even the first ({path})"
+        return f"CAPACITY NOT FOUND: no step met the SLO ({path})"
     line = (
         f"CAPACITY: {report['max_sustained_rps']:g} requests/s sustained within the SLO "
         f"(p95 {report['p95_ms']:g} ms, p99 {report['p99_ms']:g} ms); "

@@ -225,7 +225,9 @@ def test_the_report_takes_the_best_passing_step_and_derives_the_alb_target():
 def test_without_a_passing_step_the_report_says_zero_and_the_summary_says_so():
     report = capacity_report([step(10, 20, 500)], SLO, headroom=0.7, limit_found=True, context={})
     assert report["max_sustained_rps"] == 0 and report["recommended_alb_request_count_per_target"] == 0
-    assert summary_line(report, "r.json").startswith("CAPACITY NOT FOUND")
+    assert summary_line(report, "r.json").startswith("CAPACITY NOT FOUND: no step met the SLO")
+    interrupted = capacity_report([], SLO, headroom=0.7, limit_found=False, context={})
+    assert summary_line(interrupted, "r.json").startswith("CAPACITY NOT FOUND: the run ended before its first step")
 
 
 def test_a_search_that_never_failed_reports_a_lower_bound():
