@@ -72,3 +72,33 @@ bench: setup bench-packages ## Benchmark floor, naive, fleet and raw side by sid
 
 clean: down ## Remove the run directory and build leftovers (keeps the venv and models)
 	rm -rf $(RUN_DIR) build *.egg-info .pytest_cache
+
+# --- Load testing ---
+# Locust against HOST, by default the local stack that `make up` starts. The SLO and the
+# autoscaler headroom are in loadtest/locust.conf; change one for a run with
+#   make loadtest LOCUST_ARGS="--slo-p95-ms 150"     (every option: $(BIN)/python -m loadtest.options)
+
+HOST        ?= http://127.0.0.1:$(PORT)
+USERS       ?= 10
+SPAWN_RATE  ?= 10
+DURATION    ?= 30s
+# Requests per second of each user; 0: each sends its next request as soon as it has an answer.
+USER_RPS    ?= 0
+INSTANCES   ?= 1
+# Model to load (/v1/models/<name>); empty: the one the server names on /healthz/ready.
+MODEL_NAME  ?=
+REPORTS     ?= reports
+LOCUST_ARGS ?=
+
+LOCUST := $(BIN)/locust --config loadtest/locust.conf --headless --host $(HOST) \
+	--model-name "$(MODEL_NAME)" --instances $(INSTANCES) $(LOCUST_ARGS)
+
+.PHONY: loadtest capacity
+
+loadtest: $(INSTALLED) ## Locust at HOST with USERS, SPAWN_RATE, DURATION; reports/loadtest.*; exit code = SLO verdict
+	$(LOCUST) -f loadtest/locustfile.py -u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) --user-rps $(USER_RPS) \
+		--html $(REPORTS)/loadtest.html --csv $(REPORTS)/loadtest --slo-report $(REPORTS)/loadtest.json
+
+capacity: $(INSTALLED) ## Step the rate at HOST up until the SLO fails; reports/capacity.json sizes the autoscaler
+	$(LOCUST) -f loadtest/locustfile.py,loadtest/capacity.py \
+		--html $(REPORTS)/capacity.html --csv $(REPORTS)/capacity --capacity-report $(REPORTS)/capacity.json

@@ -1,4 +1,4 @@
-"""Packaging for Keras Fleet: the `api` package plus its serving and test dependencies."""
+"""Packaging for Keras Fleet: the `api` and `loadtest` packages plus their serving, load-test and test dependencies."""
 
 from setuptools import find_packages, setup
 
@@ -6,7 +6,7 @@ setup(
     name="keras-fleet",
     version="0.1.0",
     description="Serve a Keras model over TensorFlow Serving's REST API from a fleet of plain VMs.",
-    packages=find_packages(include=["api", "api.*"]),
+    packages=find_packages(include=["api", "api.*", "loadtest", "loadtest.*"]),
     python_requires=">=3.10",
     install_requires=[
         "flask>=3.0",
@@ -21,7 +21,11 @@ setup(
     extras_require={
         # Training the demo model (scikit-learn ships the digits data set).
         "train": ["scikit-learn>=1.3"],
+        # Load tests and capacity runs (loadtest/): `pip install -e '.[loadtest]'` on a
+        # load-generator machine that does not serve.
+        "loadtest": ["locust>=2.29"],
         "test": [
+            "locust>=2.29",
             "pytest>=8.0",
             "requests>=2.31",
             "scikit-learn>=1.3",

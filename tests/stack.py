@@ -16,6 +16,7 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 LOCALSTACK = REPO / "scripts" / "localstack.py"
+DIGITS = REPO / "models" / "digits.keras"
 
 
 def free_port() -> int:
@@ -84,3 +85,12 @@ class RunningStack:
     def _log(self, name: str) -> list[str]:
         log = self.run_dir / "logs" / name
         return log.read_text().splitlines() if log.exists() else []
+
+
+def start_digits_stack(run_dir: Path, workers: int) -> RunningStack:
+    """The demo model behind real nginx and gunicorn, started and ready; stop() it when done."""
+    assert DIGITS.is_file(), "the demo model is missing: `make test` trains it first"
+    # A generous deadline: on a busy shared machine, overload shedding (a 503 by design,
+    # tested on its own) must not be mistaken for the failures these tests look for.
+    env = {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": str(workers), "REQUEST_DEADLINE_MS": "30000"}
+    return RunningStack(run_dir, env).start()

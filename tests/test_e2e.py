@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 
 from tests import keras_models
-from tests.stack import REPO, RunningStack
+from tests.stack import DIGITS, RunningStack, start_digits_stack
 
 pytestmark = pytest.mark.e2e
 
-DIGITS = REPO / "models" / "digits.keras"
 JSON = {"Content-Type": "application/json"}
 
 
@@ -43,9 +42,7 @@ def process_alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def digits_stack(tmp_path_factory):
-    assert DIGITS.is_file(), "the demo model is missing: `make test` trains it first"
-    stack = RunningStack(tmp_path_factory.mktemp("digits-run"), {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": "2", "REQUEST_DEADLINE_MS": "30000"})
-    stack.start()
+    stack = start_digits_stack(tmp_path_factory.mktemp("digits-run"), workers=2)
     yield stack
     stack.stop()
 

@@ -11,19 +11,17 @@ import time
 import numpy as np
 import pytest
 
-from tests.stack import REPO, RunningStack
+from tests.stack import DIGITS, start_digits_stack
 from tests.test_e2e import digits_images, worker_pids
 from tests.test_metrics import samples
 
 pytestmark = pytest.mark.e2e
 
-DIGITS = REPO / "models" / "digits.keras"
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    running = RunningStack(tmp_path_factory.mktemp("obs-run"), {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": "2", "REQUEST_DEADLINE_MS": "30000"})
-    running.start()
+    running = start_digits_stack(tmp_path_factory.mktemp("obs-run"), workers=2)
     yield running
     running.stop()
 
