@@ -11,6 +11,7 @@ from flask_restful import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
+from api.auth import ApiKeys, install_authentication
 from api.batching import Batcher
 from api.config import Config
 from api.errors import InternalError, from_http_exception
@@ -62,6 +63,8 @@ def create_app(config: Config | Mapping[str, Any] | None = None, model: ServedMo
     services = build_services(model, settings)
     install_response_headers(app, model)
     install_telemetry(app, services.metrics, model.name)
+    if settings.api_keys_file:
+        install_authentication(app, ApiKeys(settings.api_keys_file))
     register_resources(app, services)
     register_error_handlers(app)
     return app

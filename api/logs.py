@@ -39,9 +39,21 @@ def json_formatter() -> logging.Formatter:
     return JsonLineFormatter()
 
 
+class StdoutHandler(logging.StreamHandler):
+    """A stream handler that writes to whatever sys.stdout is at the time of each record."""
+
+    @property
+    def stream(self):  # noqa: D102
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def configure_logging(level: str) -> None:
     """Send the app's logs as JSON lines to stdout at the given level."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = StdoutHandler()
     handler.setFormatter(json_formatter())
     root = logging.getLogger()
     root.handlers = [handler]

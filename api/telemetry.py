@@ -57,6 +57,7 @@ def install_telemetry(app: Flask, metrics: Metrics, model_name: str) -> None:
             "status": response.status_code,
             "latency_ms": round(elapsed * 1000, 3),
             "batch_size": g.get("batch_size"),
+            "key_id": g.get("key_id"),
             "client": request.headers.get("X-Real-IP") or request.remote_addr,
             "forwarded_for": request.headers.get("X-Forwarded-For"),
         })
