@@ -45,6 +45,19 @@ class Config:
     api_keys_file: str = setting(
         "API_KEYS_FILE", "", "File of hashed API keys (scripts/api_keys.py); empty turns authentication off."
     )
+    # nginx's protections (the public listener).
+    rate_limit_rps: int = setting("RATE_LIMIT_RPS", 200, "Requests per second per client before 429 (0: no limit).")
+    rate_limit_burst: int = setting("RATE_LIMIT_BURST", 400, "Requests a client may send above the rate at once.")
+    conn_limit: int = setting("CONN_LIMIT", 200, "Open connections per client (0: no limit).")
+    rate_limit_exempt: str = setting(
+        "RATE_LIMIT_EXEMPT", "127.0.0.0/8", "Comma-separated CIDRs never rate limited (local tools, load tests)."
+    )
+    trusted_proxies: str = setting(
+        "TRUSTED_PROXIES", "", "CIDRs whose X-Forwarded-For names the client (the ALB's subnets on AWS)."
+    )
+    client_timeout_s: int = setting(
+        "CLIENT_TIMEOUT_S", 10, "Seconds nginx waits for a client's headers or next body bytes (408 after)."
+    )
     # Request limits.
     max_instances: int = setting("MAX_INSTANCES", 1024, "Most instances (rows) accepted in one request.")
     max_body_bytes: int = setting(
@@ -122,6 +135,16 @@ class Config:
     def served_name(self) -> str:
         """The model's name on the wire: ``MODEL_NAME`` or the file's stem."""
         return self.model_name or Path(self.model_path).stem
+
+    @property
+    def rate_limit_exempt_cidrs(self) -> list[str]:
+        """RATE_LIMIT_EXEMPT as a list."""
+        return [cidr.strip() for cidr in self.rate_limit_exempt.split(",") if cidr.strip()]
+
+    @property
+    def trusted_proxy_cidrs(self) -> list[str]:
+        """TRUSTED_PROXIES as a list."""
+        return [cidr.strip() for cidr in self.trusted_proxies.split(",") if cidr.strip()]
 
     @property
     def prediction_bucket_values(self) -> tuple[float, ...]:

@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from render_nginx import render
+from render_nginx import render, site_values
 
 from api.config import Config
 
@@ -65,16 +65,18 @@ class LocalStack:
         """Render nginx's main config and the site into the run directory; return the main one."""
         for path in (self.logs, *(self.run_dir / "nginx-tmp" / d for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))):
             path.mkdir(parents=True, exist_ok=True)
+        headers = self.run_dir / "keras-fleet-headers.conf"
+        headers.write_text((NGINX_DIR / "keras-fleet-headers.conf").read_text())
         site = render(
             (NGINX_DIR / "keras-fleet.conf").read_text(),
-            {
-                "LISTEN": f"{self.host}:{self.port}",
-                "METRICS_LISTEN": f"{self.host}:{self.metrics_port}",
-                "UPSTREAM": f"unix:{self.socket}",
-                "ACCESS_LOG": self.logs / "access.log",
-                "MAX_BODY_BYTES": self.config.max_body_bytes,
-                "PROXY_TIMEOUT": self.config.timeout,
-            },
+            site_values(
+                self.config,
+                listen=f"{self.host}:{self.port}",
+                metrics_listen=f"{self.host}:{self.metrics_port}",
+                upstream=f"unix:{self.socket}",
+                access_log=str(self.logs / "access.log"),
+                headers_file=str(headers),
+            ),
         )
         (self.run_dir / "keras-fleet.conf").write_text(site)
         # As root, nginx would run its workers as "nobody", who cannot open the socket
