@@ -26,8 +26,10 @@ setup(
         "loadtest": ["locust>=2.29"],
         "test": [
             "locust>=2.29",
+            "openapi-spec-validator>=0.7",
             "pytest>=8.0",
             "requests>=2.31",
+            "schemathesis>=4.0",
             "scikit-learn>=1.3",
         ],
     },
