@@ -2,14 +2,14 @@
 
 A body is made in two steps: :func:`random_batch` draws one array per input (the right
 name, shape and dtype), then an encoder of :data:`ENCODERS` turns the batch into
-bytes and a Content-Type. JSON (TensorFlow Serving's row format) is the only body
-format today; a binary one (``application/x-npy`` / ``x-npz``) is one more encoder
-and one more entry in ``ENCODERS``.
+bytes and a Content-Type: JSON (TensorFlow Serving's row format) or binary tensors
+(``npy``: ``application/x-npy`` for one input, ``application/x-npz`` for named inputs).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import io
 from typing import Callable
 
 import numpy as np
@@ -72,12 +72,23 @@ def encode_json(batch: dict[str, np.ndarray]) -> tuple[bytes, str]:
     return orjson.dumps({"instances": instances}, option=orjson.OPT_SERIALIZE_NUMPY), "application/json"
 
 
+def encode_npy(batch: dict[str, np.ndarray]) -> tuple[bytes, str]:
+    """Binary tensors: one array as .npy, several named arrays as .npz (numpy.savez)."""
+    buffer = io.BytesIO()
+    if len(batch) == 1:
+        np.save(buffer, next(iter(batch.values())), allow_pickle=False)
+        return buffer.getvalue(), "application/x-npy"
+    np.savez(buffer, **batch)
+    return buffer.getvalue(), "application/x-npz"
+
+
 # Memory the drawn bodies may take, at least one body whatever its size.
 POOL_BYTES = 64 * 1024 * 1024
 
 # Body format name -> encoder of a batch into (bytes, Content-Type).
 ENCODERS: dict[str, Callable[[dict[str, np.ndarray]], tuple[bytes, str]]] = {
     "json": encode_json,
+    "npy": encode_npy,
 }
 
 

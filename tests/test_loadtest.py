@@ -87,7 +87,7 @@ def test_pool_is_bounded_by_count_and_bodies_differ():
 def test_an_unknown_body_format_is_refused():
     signature = parse_metadata(metadata({"x": ("DT_FLOAT", [-1, 4])}, {"y": ("DT_FLOAT", [-1, 1])}), "m")
     with pytest.raises(ValueError, match="npy"):
-        build_bodies(signature, PayloadSettings(body_format="npy"), pool=1)
+        build_bodies(signature, PayloadSettings(body_format="protobuf"), pool=1)
 
 
 @pytest.fixture(scope="module", params=["single", "multi"])
@@ -99,11 +99,15 @@ def real_model_client(request, tmp_path_factory):
     return model.name, create_app({"MAX_INSTANCES": 64}, model=model).test_client()
 
 
+@pytest.mark.parametrize("body_format", ["json", "npy"])
 @pytest.mark.parametrize("instances", [1, 5])
-def test_bodies_built_from_the_metadata_are_accepted_and_answered_as_checked(real_model_client, instances):
+def test_bodies_built_from_the_metadata_are_accepted_and_answered_as_checked(real_model_client, instances, body_format):
     name, client = real_model_client
     signature = parse_metadata(client.get(f"/v1/models/{name}/metadata").get_json(), name)
-    for body in build_bodies(signature, PayloadSettings(instances=instances, seed=instances), pool=3):
+    settings = PayloadSettings(instances=instances, seed=instances, body_format=body_format)
+    for body in build_bodies(signature, settings, pool=3):
+        assert body.content_type == {"json": "application/json", "npy": "application/x-npy"}[body_format] or (
+            name == "multi" and body.content_type == "application/x-npz")
         response = client.post(signature.predict_path, data=body.data, content_type=body.content_type)
         assert response.status_code == 200, response.get_json()
         check_predictions(response.get_json(), signature.outputs, instances)
