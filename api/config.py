@@ -139,12 +139,12 @@ class Config:
     @property
     def rate_limit_exempt_cidrs(self) -> list[str]:
         """RATE_LIMIT_EXEMPT as a list."""
-        return [cidr.strip() for cidr in self.rate_limit_exempt.split(",") if cidr.strip()]
+        return _comma_list(self.rate_limit_exempt)
 
     @property
     def trusted_proxy_cidrs(self) -> list[str]:
         """TRUSTED_PROXIES as a list."""
-        return [cidr.strip() for cidr in self.trusted_proxies.split(",") if cidr.strip()]
+        return _comma_list(self.trusted_proxies)
 
     @property
     def prediction_bucket_values(self) -> tuple[float, ...]:
@@ -169,6 +169,10 @@ def _parse(env: str, raw: str, type_name: str) -> Any:
         return parse(raw)
     except ValueError:
         raise ValueError(f"{env} must be {expected}, got {raw!r}") from None
+
+
+def _comma_list(raw: str) -> list[str]:
+    return [item.strip() for item in raw.split(",") if item.strip()]
 
 
 def _boolean(raw: str) -> bool:

@@ -46,6 +46,15 @@ def submit_later(batcher, rows, value, deadline=LATER):
     return batcher.submit({"x": np.full((rows, 3), value, "float32")}, time.monotonic() + deadline)
 
 
+def queue_behind_a_running_call(pool, batcher, model, queued):
+    """Start one 1-row call that blocks in the model, then queue (rows, value) requests behind it."""
+    running = pool.submit(submit_later, batcher, 1, 1.0)
+    assert model.entered.wait(5)
+    waiting = [pool.submit(submit_later, batcher, rows, value) for rows, value in queued]
+    wait_until(lambda: batcher._waiting == len(queued))
+    return running, waiting
+
+
 def test_each_caller_gets_exactly_its_own_rows_under_concurrency():
     model = GatedModel(gate_first_call=False)
     _, batcher = make_batcher(model, max_batch_size=16, max_wait=0.002)
@@ -69,10 +78,7 @@ def test_requests_queued_behind_a_model_call_are_joined_into_one_batch():
     model = GatedModel()
     metrics, batcher = make_batcher(model, max_batch_size=8)
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        first = pool.submit(submit_later, batcher, 1, 1.0)
-        assert model.entered.wait(5)
-        rest = [pool.submit(submit_later, batcher, 2, float(v)) for v in range(3)]
-        wait_until(lambda: batcher._waiting == 3)
+        first, rest = queue_behind_a_running_call(pool, batcher, model, [(2, float(v)) for v in range(3)])
         model.gate.set()
         assert first.result()["y"].tolist() == [[2.0] * 3]
         for value, future in enumerate(rest):
@@ -87,10 +93,7 @@ def test_a_batch_never_exceeds_max_batch_size_and_the_rest_goes_next():
     model = GatedModel()
     _, batcher = make_batcher(model, max_batch_size=5)
     with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
-        first = pool.submit(submit_later, batcher, 1, 1.0)
-        assert model.entered.wait(5)
-        rest = [pool.submit(submit_later, batcher, 3, 1.0) for _ in range(3)]
-        wait_until(lambda: batcher._waiting == 3)
+        first, rest = queue_behind_a_running_call(pool, batcher, model, [(3, 1.0)] * 3)
         model.gate.set()
         for future in [first, *rest]:
             assert future.result()["y"].shape[1] == 3
@@ -116,10 +119,7 @@ def test_full_queue_is_shed_at_once():
     model = GatedModel()
     _, batcher = make_batcher(model, max_queue=2)
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        running = pool.submit(submit_later, batcher, 1, 1.0)
-        assert model.entered.wait(5)
-        queued = [pool.submit(submit_later, batcher, 1, 1.0) for _ in range(2)]
-        wait_until(lambda: batcher._waiting == 2)
+        running, queued = queue_behind_a_running_call(pool, batcher, model, [(1, 1.0)] * 2)
         with pytest.raises(Overloaded) as shed:
             submit_later(batcher, 1, 1.0)
         assert shed.value.reason == "queue_full"
@@ -147,11 +147,7 @@ def test_a_value_the_model_rejects_fails_only_its_own_request():
     model = GatedModel()
     _, batcher = make_batcher(model)
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        running = pool.submit(submit_later, batcher, 1, 1.0)
-        assert model.entered.wait(5)
-        good = pool.submit(submit_later, batcher, 1, 2.0)
-        bad = pool.submit(submit_later, batcher, 1, -1.0)
-        wait_until(lambda: batcher._waiting == 2)
+        running, (good, bad) = queue_behind_a_running_call(pool, batcher, model, [(1, 2.0), (1, -1.0)])
         model.gate.set()
         running.result()
         assert good.result()["y"].tolist() == [[4.0] * 3]
