@@ -20,7 +20,11 @@ setup(
     extras_require={
         # Training the demo model (scikit-learn ships the digits data set).
         "train": ["scikit-learn>=1.3"],
+        # The image's offline proof: Packer's amazon-ebs build against a local moto_server.
+        "image": ["boto3>=1.34", "moto[server]>=5.0"],
         "test": [
+            "boto3>=1.34",
+            "moto[server]>=5.0",
             "pytest>=8.0",
             "requests>=2.31",
             "scikit-learn>=1.3",

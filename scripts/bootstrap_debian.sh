@@ -32,6 +32,11 @@ Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
 
+# A name of its own that resolves (cloud-init writes /etc/hosts on AWS; sudo warns
+# about a hostname it cannot resolve). debootstrap copied the host's otherwise.
+echo keras-fleet-image > "$root/etc/hostname"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tkeras-fleet-image\n::1\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
+
 # The cloud image's login user: passwordless sudo, key-only SSH (cloud-init installs
 # the key on AWS; the local boot writes it before booting).
 chroot "$root" useradd --create-home --shell /bin/bash admin
