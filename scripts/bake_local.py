@@ -189,15 +189,15 @@ class Machine:
             raise BakeError(f"{' '.join(argv)} failed with exit code {result.returncode} inside the root{output}")
         return result
 
-    def poweroff(self, timeout: float = 90) -> None:
-        """Shut down cleanly (systemctl poweroff); kill the container only if that hangs."""
+    def poweroff(self, timeout: float = 90) -> bool:
+        """Shut down cleanly (systemctl poweroff); kill the container only if that hangs.
+        Return whether it powered off cleanly (or was already off)."""
         if self.nspawn is None or self.nspawn.poll() is not None:
-            return
+            return self.nspawn is None or self.nspawn.returncode == 0
         if self.init_pid:
             try:
                 self.enter(["systemctl", "poweroff"])
-                self.nspawn.wait(timeout=timeout)
-                return
+                return self.nspawn.wait(timeout=timeout) == 0
             except subprocess.TimeoutExpired:
                 print(f"bake-local: the root did not power off in {timeout:.0f} s; killing it", file=sys.stderr)
             # Killing its PID 1 ends every process of the container's pid namespace.
@@ -206,6 +206,7 @@ class Machine:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.nspawn.pid, signal.SIGKILL)
         self.nspawn.wait(timeout=30)
+        return False
 
     def diagnostics(self) -> str:
         """Failed units and the console's last lines, for error messages."""
@@ -404,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
             wait_ready(machine, url)
             print(f"bake-local: {check_serving(url)}", flush=True)
             print("bake-local: powering off", flush=True)
+            if not machine.poweroff():
+                raise BakeError(f"the image did not power off cleanly{machine.diagnostics()}")
     except BakeError as exc:
         print(f"bake-local: {exc}", file=sys.stderr)
         return 1

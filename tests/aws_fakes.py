@@ -17,6 +17,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tests.stack import free_port
+
 # Debian's account for its official cloud images: the Packer template's default owner.
 DEBIAN_OWNER = "136693071363"
 # Two official-looking Debian 12 images; the template must pick the newer one.
@@ -25,13 +27,6 @@ DEBIAN_AMIS = [
     {"ami_id": "ami-0debian12newer000", "name": "debian-12-amd64-20250501-2000", "creation_date": "2025-05-01T20:00:00.000Z"},
 ]
 NEWEST_DEBIAN_AMI = DEBIAN_AMIS[1]["ami_id"]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def write_debian_amis(path: Path) -> Path:

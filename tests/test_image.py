@@ -261,7 +261,11 @@ def test_packer_builds_the_real_template_against_moto(instance, image_root, ssh_
     assert egress.attempts == [], "Packer tried to reach beyond loopback"
 
     # What Packer provisioned boots, as the AMI's instances will, into a serving system.
-    instance.poweroff()
-    with bake_local.Machine(image_root, image_root.parent / "console.log") as rebooted:
+    assert instance.poweroff(), "the image did not power off cleanly"
+    rebooted = bake_local.Machine(image_root, image_root.parent / "console.log")
+    rebooted.boot()
+    try:
         bake_local.wait_ready(rebooted, URL)
         assert "answered a prediction" in bake_local.check_serving(URL)
+    finally:
+        assert rebooted.poweroff(), "the image did not power off cleanly"
