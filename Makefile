@@ -94,7 +94,7 @@ image-packages: ## apt-get install packer, debootstrap and systemd-nspawn when m
 image-stage: setup ## Stage the wheelhouse and configs the image installs, in IMAGE_STAGE
 	scripts/stage_image.sh $(IMAGE_STAGE) $(BIN)/python
 
-packer-validate: image-packages ## Validate the Packer template (offline)
+packer-validate: image-packages image-stage ## Validate the Packer template (offline; it checks the stage and model exist)
 	CHECKPOINT_DISABLE=1 packer validate $(PACKER_VARS) deploy/packer
 
 bake-ami: image-packages image-stage ## Build the AMI on AWS (needs AWS credentials); prints its id, writes MANIFEST

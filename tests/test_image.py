@@ -116,9 +116,11 @@ def instance(image_root, ssh_key):
 # --- the template --------------------------------------------------------------------------
 
 
-def test_packer_validates_the_template_offline(egress):
+def test_packer_validates_the_template_offline(stage, egress):
+    # validate checks that the uploads exist: the stage and the model.
+    staged = ["-var", f"stage_dir={stage}"]
     for overrides in ([], ["-var", "ec2_endpoint=http://127.0.0.1:1", "-var", "ssh_host=127.0.0.1", "-var", "ssh_port=2222"]):
-        result = run_packer(["validate", *overrides, str(TEMPLATE)], env=egress.env())
+        result = run_packer(["validate", *staged, *overrides, str(TEMPLATE)], env=egress.env())
         assert result.returncode == 0, result.stdout + result.stderr
     assert egress.attempts == []
 
