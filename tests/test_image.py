@@ -18,6 +18,7 @@ import importlib.metadata
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -76,7 +77,8 @@ def stage(tmp_path_factory):
     path = tmp_path_factory.mktemp("stage") / "image"
     subprocess.run([str(REPO / "scripts" / "stage_image.sh"), str(path), sys.executable], check=True,
                    capture_output=True, timeout=600)
-    return path
+    yield path
+    shutil.rmtree(path)  # 300 MB of wheels; pytest keeps its last three temporary directories
 
 
 @pytest.fixture(scope="module")
