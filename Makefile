@@ -102,3 +102,51 @@ loadtest: $(INSTALLED) ## Locust at HOST with USERS, SPAWN_RATE, DURATION; repor
 capacity: $(INSTALLED) ## Step the rate at HOST up until the SLO fails; reports/capacity.json sizes the autoscaler
 	$(LOCUST) -f loadtest/locustfile.py,loadtest/capacity.py \
 		--html $(REPORTS)/capacity.html --csv $(REPORTS)/capacity --capacity-report $(REPORTS)/capacity.json
+
+# --- Image (Packer) ---
+# The AMI recipe is deploy/packer/; `make bake-local` and `make test-image` prove it
+# offline (README, "The image (AMI)").
+
+AWS_REGION    ?= us-east-1
+INSTANCE_TYPE ?= t3.medium
+# MODEL_NAME (above, empty: the model file's stem) names the model in the image too.
+MODEL_VERSION ?= 1
+IMAGE_STAGE   ?= build/image
+MANIFEST      ?= reports/packer-manifest.json
+# The Debian 12 base root of `make bake-local` and the tests, kept between runs.
+IMAGE_CACHE   ?= /var/cache/keras-fleet
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+APP_VERSION   ?= $(shell sed -n 's/^ *version="\(.*\)",/\1/p' setup.py)
+GIT_COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+
+PACKER_VARS = -var region=$(AWS_REGION) -var instance_type=$(INSTANCE_TYPE) \
+	-var model_path=$(MODEL_PATH) -var model_name=$(MODEL_NAME) -var model_version=$(MODEL_VERSION) \
+	-var app_version=$(APP_VERSION) -var git_commit=$(GIT_COMMIT) -var stage_dir=$(IMAGE_STAGE)
+# A model other than the demo must exist: the demo is trained when missing.
+CHECK_MODEL = $(if $(filter $(DEMO_MODEL),$(MODEL_PATH))$(wildcard $(MODEL_PATH)),,$(error MODEL_PATH=$(MODEL_PATH): no such file))
+
+.PHONY: image-packages image-stage packer-validate bake-ami bake-local test-image
+
+image-packages: ## apt-get install packer, debootstrap and systemd-nspawn when missing
+	@command -v packer >/dev/null && command -v debootstrap >/dev/null && command -v systemd-nspawn >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends \
+			packer debootstrap systemd-container openssh-client; }
+
+image-stage: setup ## Stage the wheelhouse and configs the image installs, in IMAGE_STAGE
+	scripts/stage_image.sh $(IMAGE_STAGE) $(BIN)/python
+
+packer-validate: image-packages image-stage ## Validate the Packer template (offline; it checks the stage and model exist)
+	CHECKPOINT_DISABLE=1 packer validate $(PACKER_VARS) deploy/packer
+
+bake-ami: image-packages image-stage ## Build the AMI on AWS (needs AWS credentials); prints its id, writes MANIFEST
+	$(CHECK_MODEL)
+	scripts/bake_ami.sh $(MANIFEST) $(PACKER_VARS)
+
+bake-local: image-packages image-stage ## Bake the same recipe into a local Debian 12 root, boot it, check it serves
+	$(CHECK_MODEL)
+	$(SUDO) $(BIN)/python scripts/bake_local.py --stage $(IMAGE_STAGE) --model-path $(MODEL_PATH) \
+		--model-name "$(MODEL_NAME)" --model-version $(MODEL_VERSION) --app-version $(APP_VERSION) \
+		--cache-dir $(IMAGE_CACHE) --mirror $(DEBIAN_MIRROR)
+
+test-image: image-packages setup ## Prove the image offline: packer validate, local bake and boot, build against moto (CI)
+	IMAGE_CACHE=$(IMAGE_CACHE) DEBIAN_MIRROR=$(DEBIAN_MIRROR) $(BIN)/python -m pytest -m image $(PYTEST_ARGS)

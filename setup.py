@@ -24,8 +24,12 @@ setup(
         # Load tests and capacity runs (loadtest/): `pip install -e '.[loadtest]'` on a
         # load-generator machine that does not serve.
         "loadtest": ["locust>=2.29"],
+        # The image's offline proof: Packer's amazon-ebs build against a local moto_server.
+        "image": ["boto3>=1.34", "moto[server]>=5.0"],
         "test": [
+            "boto3>=1.34",
             "locust>=2.29",
+            "moto[server]>=5.0",
             "openapi-spec-validator>=0.7",
             "pytest>=8.0",
             "requests>=2.31",

@@ -2,9 +2,12 @@
 """Fill the @NAME@ placeholders of an nginx template (deploy/nginx/*.conf).
 
 nginx's own `$variables` stay untouched. Used by the local stack and by the image's
-provisioning, so both run the same site file.
+provisioning, so both run the same site file with values from the same settings
+(api/config.py, read from the environment):
 
-    python scripts/render_nginx.py deploy/nginx/keras-fleet.conf LISTEN=80 UPSTREAM=unix:/run/kf.sock ...
+    python scripts/render_nginx.py deploy/nginx/keras-fleet.conf --listen 80 --metrics-listen 9101 \
+        --upstream unix:/run/keras-fleet/gunicorn.sock --access-log /var/log/nginx/keras-fleet.access.log \
+        --headers-file /etc/nginx/snippets/keras-fleet-headers.conf > /etc/nginx/sites-available/keras-fleet.conf
 """
 
 from __future__ import annotations
@@ -59,15 +62,22 @@ def site_values(config, *, listen: str, metrics_listen: str, upstream: str, acce
 
 
 def main(argv: list[str]) -> int:
-    """CLI: render TEMPLATE with NAME=VALUE pairs to standard output."""
-    if len(argv) < 1:
-        print(__doc__, file=sys.stderr)
-        return 2
-    values = dict(pair.split("=", 1) for pair in argv[1:])
+    """CLI: render the site template with the settings in the environment, to standard output."""
+    import argparse
+
+    from api.config import Config
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("template", type=Path)
+    for option in ("--listen", "--metrics-listen", "--upstream", "--access-log", "--headers-file"):
+        parser.add_argument(option, required=True)
+    args = parser.parse_args(argv)
     try:
-        sys.stdout.write(render(Path(argv[0]).read_text(), values))
+        values = site_values(Config.from_env(), listen=args.listen, metrics_listen=args.metrics_listen,
+                             upstream=args.upstream, access_log=args.access_log, headers_file=args.headers_file)
+        sys.stdout.write(render(args.template.read_text(), values))
     except ValueError as exc:
-        print(f"render_nginx: {exc.args[0]}", file=sys.stderr)
+        print(f"render_nginx: {exc}", file=sys.stderr)
         return 2
     return 0
 
