@@ -2,6 +2,11 @@
 
 from setuptools import find_packages, setup
 
+# The AWS fleet's operator commands (scripts/fleetctl.py): boto3 only. cfn-lint and
+# checkov are not here: checkov pins boto3 exactly and drags in ~90 packages that
+# would downgrade ours; `make test` installs both scanners in their own venv.
+AWS = ["boto3>=1.34"]
+
 setup(
     name="keras-fleet",
     version="0.1.0",
@@ -20,8 +25,13 @@ setup(
     extras_require={
         # Training the demo model (scikit-learn ships the digits data set).
         "train": ["scikit-learn>=1.3"],
+        "aws": AWS,
         "test": [
+            *AWS,
+            # moto 5 fakes CloudFormation, EC2, Auto Scaling and ELBv2 in process.
+            "moto[cloudformation,ec2,autoscaling,elbv2,iam]>=5.0",
             "pytest>=8.0",
+            "pyyaml>=6.0",
             "requests>=2.31",
             "scikit-learn>=1.3",
         ],
