@@ -130,3 +130,25 @@ def write_manifest(path: Path, ami: str) -> Path:
         "last_run_uuid": "run-new",
     }, indent=2))
     return path
+
+
+def move_group(autoscaling, ec2, group: str, template_id: str, group_version: str, instance_version: str) -> None:
+    """Point the group at one launch template version and its instances at another, in moto.
+
+    moto has no instance refresh, and it reports every instance of a group as launched
+    from its template's default version; setting that default is how the instances come
+    to run ``instance_version``.
+    """
+    spec = {"LaunchTemplateId": template_id, "Version": group_version}
+    autoscaling.update_auto_scaling_group(AutoScalingGroupName=group, LaunchTemplate=spec)
+    ec2.modify_launch_template(LaunchTemplateId=template_id, DefaultVersion=instance_version)
+
+
+def add_rolled_version(ec2, template_id: str, ami: str) -> str:
+    """A launch template version as `make roll` writes it: version 1's data with ``ami``."""
+    data = ec2.describe_launch_template_versions(LaunchTemplateId=template_id, Versions=["1"])
+    made = ec2.create_launch_template_version(
+        LaunchTemplateId=template_id, VersionDescription=f"keras-fleet roll to {ami}; replaces version 1",
+        LaunchTemplateData={**data["LaunchTemplateVersions"][0]["LaunchTemplateData"], "ImageId": ami},
+    )
+    return str(made["LaunchTemplateVersion"]["VersionNumber"])
