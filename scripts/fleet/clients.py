@@ -38,5 +38,8 @@ def connect(region: str | None, profile: str | None) -> Clients:
         raise FleetError(f"no AWS credentials found: {CREDENTIALS_HINT}")
     return Clients(
         region=session.region_name,
-        **{name: session.client(name, config=CLIENT_CONFIG) for name in ("cloudformation", "autoscaling", "ec2", "elbv2")},
+        **{
+            name: session.client(name, config=CLIENT_CONFIG)
+            for name in ("cloudformation", "autoscaling", "ec2", "elbv2")
+        },
     )

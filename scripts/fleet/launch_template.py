@@ -48,7 +48,9 @@ def template_spec(group: dict) -> dict:
         "LaunchTemplateSpecification"
     )
     if not spec:
-        raise FleetError(f"the group {group['AutoScalingGroupName']} uses no launch template; update it with `make stack`")
+        raise FleetError(
+            f"the group {group['AutoScalingGroupName']} uses no launch template; update it with `make stack`"
+        )
     return spec
 
 
@@ -56,7 +58,9 @@ def get_version(ec2, template_id: str, version: str | int) -> Version:
     """Return one version (a number, ``$Latest`` or ``$Default``) of a launch template."""
     found = ec2.describe_launch_template_versions(LaunchTemplateId=template_id, Versions=[str(version)])
     item = found["LaunchTemplateVersions"][0]
-    return Version(template_id, int(item["VersionNumber"]), item["LaunchTemplateData"], item.get("VersionDescription", ""))
+    return Version(
+        template_id, int(item["VersionNumber"]), item["LaunchTemplateData"], item.get("VersionDescription", "")
+    )
 
 
 def group_version(ec2, group: dict) -> Version:

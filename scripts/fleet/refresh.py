@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 from botocore.exceptions import ClientError
 
 from fleet.errors import FleetError, error_code
+from fleet.progress import Progress
 
 # Statuses after which AWS does nothing more with a refresh.
 ENDED = frozenset({"Successful", "Failed", "Cancelled", "RollbackSuccessful", "RollbackFailed"})
@@ -69,31 +68,25 @@ def latest(autoscaling, group_name: str) -> dict | None:
     return found["InstanceRefreshes"][0] if found["InstanceRefreshes"] else None
 
 
-def follow(
-    autoscaling,
-    group_name: str,
-    refresh_id: str,
-    *,
-    sleep: Callable[[float], None],
-    poll_seconds: float,
-    say: Callable[[str], None] = print,
-) -> dict:
+def follow(autoscaling, group_name: str, refresh_id: str, progress: Progress) -> dict:
     """Print the refresh's progress each time it changes, until it ends; return its last state."""
     last_line = None
     while True:
-        refresh = autoscaling.describe_instance_refreshes(
+        found = autoscaling.describe_instance_refreshes(
             AutoScalingGroupName=group_name, InstanceRefreshIds=[refresh_id]
-        )["InstanceRefreshes"][0]
-        line = progress(refresh)
+        )
+        # A refresh just started may not be listed yet (AWS is eventually consistent).
+        refresh = found["InstanceRefreshes"][0] if found["InstanceRefreshes"] else {"Status": "Pending"}
+        line = progress_line(refresh)
         if line != last_line:
-            say(line)
+            progress.say(line)
             last_line = line
         if refresh["Status"] in ENDED:
             return refresh
-        sleep(poll_seconds)
+        progress.wait()
 
 
-def progress(refresh: dict) -> str:
+def progress_line(refresh: dict) -> str:
     """One line: status, percentage done, instances left, and AWS's reason if it gives one."""
     status = refresh["Status"]
     if status.startswith("Rollback"):

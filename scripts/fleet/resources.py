@@ -43,7 +43,14 @@ def find_fleet(cloudformation, stack_name: str, region: str) -> Fleet:
     if stack is None:
         raise FleetError(f"there is no stack {stack_name} in {region}: deploy it with `make stack`")
     found = outputs(stack)
-    wanted = ("Url", "AutoScalingGroupName", "LaunchTemplateId", "TargetGroupArn", "Target5xxAlarmName", "LatencyAlarmName")
+    wanted = (
+        "Url",
+        "AutoScalingGroupName",
+        "LaunchTemplateId",
+        "TargetGroupArn",
+        "Target5xxAlarmName",
+        "LatencyAlarmName",
+    )
     missing = [key for key in wanted if key not in found]
     if missing:
         raise FleetError(

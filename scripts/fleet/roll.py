@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 from fleet import refresh
 from fleet.clients import Clients
 from fleet.errors import FleetError
 from fleet.launch_template import Version, add_version, describe_group, desired_configuration, group_version
+from fleet.progress import Progress
 from fleet.resources import Fleet, find_fleet
 
 # The template sets the group's DefaultInstanceWarmup to 90 s; this stands in for a
@@ -23,16 +22,7 @@ FAILURES = {
 }
 
 
-def roll(
-    clients: Clients,
-    stack_name: str,
-    ami: str,
-    *,
-    sleep: Callable[[float], None],
-    poll_seconds: float,
-    bake_seconds: int,
-    say: Callable[[str], None] = print,
-) -> int:
+def roll(clients: Clients, stack_name: str, ami: str, *, bake_seconds: int, progress: Progress) -> int:
     """Roll the fleet to ``ami``: a new launch template version, then a refresh onto it.
 
     Returns 0 once every instance runs the new version; raises :class:`FleetError`
@@ -42,12 +32,14 @@ def roll(
     group = describe_group(clients.autoscaling, fleet.group_name)
     base = group_version(clients.ec2, group)
     if base.image_id == ami and all(version_of(i) == str(base.number) for i in group["Instances"]):
-        say(f"{fleet.group_name} already runs {ami} on launch template version {base.number}: nothing to roll")
+        progress.say(f"{fleet.group_name} already runs {ami} on launch template version {base.number}: nothing to roll")
         return 0
     new = add_version(clients.ec2, base, ami)
-    say(f"launch template {new.template_id}: version {new.number} is version {base.number} with {ami} (was {base.image_id})")
-    refresh_to(clients, fleet, group, new, sleep=sleep, poll_seconds=poll_seconds, bake_seconds=bake_seconds, say=say)
-    say(f"rolled: {fleet.group_name} runs {ami} (launch template version {new.number}); {fleet.url}")
+    progress.say(
+        f"launch template {new.template_id}: version {new.number} is version {base.number} with {ami} (was {base.image_id})"
+    )
+    refresh_to(clients, fleet, group, new, progress, bake_seconds=bake_seconds)
+    progress.say(f"rolled: {fleet.group_name} runs {ami} (launch template version {new.number}); {fleet.url}")
     return 0
 
 
@@ -56,12 +48,10 @@ def refresh_to(
     fleet: Fleet,
     group: dict,
     version: Version,
+    progress: Progress,
     *,
-    sleep: Callable[[float], None],
-    poll_seconds: float,
     bake_seconds: int = 0,
     guarded: bool = True,
-    say: Callable[[str], None] = print,
 ) -> dict:
     """Refresh the group onto ``version`` and follow it; raise :class:`FleetError` unless it succeeds.
 
@@ -76,10 +66,8 @@ def refresh_to(
         alarm_names=fleet.alarm_names if guarded else (),
     )
     watched = f"rolls back if {' or '.join(fleet.alarm_names)} goes off" if guarded else "no alarms"
-    say(f"instance refresh {refresh_id} to version {version.number}: launch before terminate; {watched}")
-    final = refresh.follow(
-        clients.autoscaling, fleet.group_name, refresh_id, sleep=sleep, poll_seconds=poll_seconds, say=say
-    )
+    progress.say(f"instance refresh {refresh_id} to version {version.number}: launch before terminate; {watched}")
+    final = refresh.follow(clients.autoscaling, fleet.group_name, refresh_id, progress)
     if final["Status"] != "Successful":
         raise FleetError(f"{FAILURES[final['Status']]}: {refresh.reason(final)}")
     return final

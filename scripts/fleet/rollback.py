@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 from botocore.exceptions import ClientError
 
 from fleet import refresh
 from fleet.clients import Clients
 from fleet.errors import FleetError, error_code, error_message
 from fleet.launch_template import Version, describe_group, get_version, group_version
+from fleet.progress import Progress
 from fleet.resources import Fleet, find_fleet
 from fleet.roll import FAILURES, refresh_to, version_of
 
 
-def rollback(
-    clients: Clients,
-    stack_name: str,
-    *,
-    sleep: Callable[[float], None],
-    poll_seconds: float,
-    say: Callable[[str], None] = print,
-) -> int:
+def rollback(clients: Clients, stack_name: str, progress: Progress) -> int:
     """Undo the last roll and return 0, or raise :class:`FleetError` saying why it could not.
 
     - a refresh still replacing instances: AWS rolls it back (RollbackInstanceRefresh);
@@ -33,28 +25,30 @@ def rollback(
     fleet = find_fleet(clients.cloudformation, stack_name, clients.region)
     last = refresh.latest(clients.autoscaling, fleet.group_name)
     if last and last["Status"] in refresh.REVERSIBLE:
-        return _roll_back_refresh(clients, fleet, last, sleep=sleep, poll_seconds=poll_seconds, say=say)
+        return _roll_back_refresh(clients, fleet, last, progress)
     if last and last["Status"] not in refresh.ENDED:
-        say(f"instance refresh {last['InstanceRefreshId']} is {last['Status']}: waiting for it to end")
-        last = refresh.follow(
-            clients.autoscaling, fleet.group_name, last["InstanceRefreshId"], sleep=sleep, poll_seconds=poll_seconds, say=say
-        )
+        progress.say(f"instance refresh {last['InstanceRefreshId']} is {last['Status']}: waiting for it to end")
+        last = refresh.follow(clients.autoscaling, fleet.group_name, last["InstanceRefreshId"], progress)
     group = describe_group(clients.autoscaling, fleet.group_name)
     current = group_version(clients.ec2, group)
     strays = [i["InstanceId"] for i in group["Instances"] if version_of(i) not in (None, str(current.number))]
     if strays:
-        say(f"{', '.join(strays)} run another version than the group's {current.number}: moving them back")
+        progress.say(f"{', '.join(strays)} run another version than the group's {current.number}: moving them back")
         target = current
     elif last and last["Status"] == "RollbackSuccessful":
-        say(f"the last roll was rolled back already: {fleet.group_name} runs version {current.number} ({current.image_id})")
+        progress.say(
+            f"the last roll was rolled back already: {fleet.group_name} runs version {current.number} ({current.image_id})"
+        )
         return 0
     else:
         target = previous_version(clients.ec2, current)
-        say(f"rolling {fleet.group_name} back from version {current.number} ({current.image_id}) "
-            f"to version {target.number} ({target.image_id})")
+        progress.say(
+            f"rolling {fleet.group_name} back from version {current.number} ({current.image_id}) "
+            f"to version {target.number} ({target.image_id})"
+        )
     # No alarms on the way back: they may still be ringing for the version being left.
-    refresh_to(clients, fleet, group, target, sleep=sleep, poll_seconds=poll_seconds, guarded=False, say=say)
-    say(f"rolled back: {fleet.group_name} runs launch template version {target.number} ({target.image_id})")
+    refresh_to(clients, fleet, group, target, progress, guarded=False)
+    progress.say(f"rolled back: {fleet.group_name} runs launch template version {target.number} ({target.image_id})")
     return 0
 
 
@@ -66,18 +60,18 @@ def previous_version(ec2, current: Version) -> Version:
     return get_version(ec2, current.template_id, number)
 
 
-def _roll_back_refresh(clients: Clients, fleet: Fleet, active: dict, *, sleep, poll_seconds, say) -> int:
-    say(f"rolling back instance refresh {active['InstanceRefreshId']} ({refresh.progress(active)})")
+def _roll_back_refresh(clients: Clients, fleet: Fleet, active: dict, progress: Progress) -> int:
+    progress.say(f"rolling back instance refresh {active['InstanceRefreshId']} ({refresh.progress_line(active)})")
     try:
         clients.autoscaling.rollback_instance_refresh(AutoScalingGroupName=fleet.group_name)
     except ClientError as exc:
         if error_code(exc) in ("IrreversibleInstanceRefresh", "ActiveInstanceRefreshNotFound"):
-            raise FleetError(f"AWS cannot roll back instance refresh {active['InstanceRefreshId']}: {error_message(exc)}") from None
+            raise FleetError(
+                f"AWS cannot roll back instance refresh {active['InstanceRefreshId']}: {error_message(exc)}"
+            ) from None
         raise
-    final = refresh.follow(
-        clients.autoscaling, fleet.group_name, active["InstanceRefreshId"], sleep=sleep, poll_seconds=poll_seconds, say=say
-    )
+    final = refresh.follow(clients.autoscaling, fleet.group_name, active["InstanceRefreshId"], progress)
     if final["Status"] != "RollbackSuccessful":
         raise FleetError(f"{FAILURES.get(final['Status'], final['Status'])}: {refresh.reason(final)}")
-    say(f"rolled back: {fleet.group_name} runs its previous version again")
+    progress.say(f"rolled back: {fleet.group_name} runs its previous version again")
     return 0

@@ -13,6 +13,7 @@ from fleet.clients import Clients
 from fleet.errors import FleetError, error_code, error_message
 from fleet.launch_template import describe_group, group_version
 from fleet.manifest import check_ami_id, latest_ami
+from fleet.progress import Progress
 from fleet.resources import describe_stack, outputs
 
 # CloudFormation takes a template body up to this size in the request itself.
@@ -36,21 +37,13 @@ class Settings:
     extra: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
-def deploy(
-    clients: Clients,
-    stack_name: str,
-    settings: Settings,
-    *,
-    sleep: Callable[[float], None],
-    poll_seconds: float,
-    say: Callable[[str], None] = print,
-) -> int:
+def deploy(clients: Clients, stack_name: str, settings: Settings, progress: Progress) -> int:
     """Create the stack, or update it, print its events until it settles, then its URL.
 
     Returns 0 when the stack is complete (or already up to date); raises
     :class:`FleetError` with the failed resources' reasons otherwise.
     """
-    cfn = clients.cloudformation
+    cfn, say = clients.cloudformation, progress.say
     body = settings.template.read_text()
     if len(body.encode()) > MAX_TEMPLATE_BODY:
         raise FleetError(f"{settings.template} is over CloudFormation's {MAX_TEMPLATE_BODY} bytes for a template body")
@@ -79,16 +72,20 @@ def deploy(
                 say(f"URL: {outputs(existing).get('Url', '?')}")
                 return 0
             raise
-    final = watch(cfn, stack_id, seen, sleep=sleep, poll_seconds=poll_seconds, say=say)
+    final = watch(cfn, stack_id, seen, progress)
     if final["StackStatus"] not in DONE:
         failures = [f"{e['LogicalResourceId']}: {e['ResourceStatusReason']}" for e in final["failures"]]
         advice = " Delete it and run `make stack` again." if final["StackStatus"] in DEAD else ""
-        raise FleetError(f"stack {stack_name} ended {final['StackStatus']}: {'; '.join(failures) or 'no reason given'}.{advice}")
+        raise FleetError(
+            f"stack {stack_name} ended {final['StackStatus']}: {'; '.join(failures) or 'no reason given'}.{advice}"
+        )
     say(f"URL: {outputs(final).get('Url', '?')}")
     return 0
 
 
-def parameters(clients: Clients, existing: dict | None, settings: Settings, *, say: Callable[[str], None]) -> dict[str, str]:
+def parameters(
+    clients: Clients, existing: dict | None, settings: Settings, *, say: Callable[[str], None]
+) -> dict[str, str]:
     """The parameter values to send; parameters left out keep their value (or default)."""
     given = dict(settings.extra)
     for key, value in (
@@ -139,7 +136,7 @@ def live_image(clients: Clients, stack: dict) -> str | None:
     return group_version(clients.ec2, describe_group(clients.autoscaling, group_name)).image_id or None
 
 
-def watch(cfn, stack_id: str, seen: set[str], *, sleep: Callable[[float], None], poll_seconds: float, say) -> dict:
+def watch(cfn, stack_id: str, seen: set[str], progress: Progress) -> dict:
     """Print the stack's new events until it is no longer in progress; return its description.
 
     A waiter would block without showing events, so this polls both itself. The
@@ -150,12 +147,12 @@ def watch(cfn, stack_id: str, seen: set[str], *, sleep: Callable[[float], None],
         # Status first: once it has settled, every event of the operation is written.
         stack = cfn.describe_stacks(StackName=stack_id)["Stacks"][0]
         for event in new_events(cfn, stack_id, seen):
-            say(describe_event(event))
+            progress.say(describe_event(event))
             if event["ResourceStatus"].endswith("_FAILED"):
                 failures.append(event)
         if not stack["StackStatus"].endswith("_IN_PROGRESS"):
             return {**stack, "failures": failures}
-        sleep(poll_seconds)
+        progress.wait()
 
 
 def new_events(cfn, stack_id: str, seen: set[str]) -> list[dict]:

@@ -48,7 +48,7 @@ def status(clients: Clients, stack_name: str, *, say: Callable[[str], None] = pr
         when = f"started {last['StartTime']:%Y-%m-%d %H:%M:%S %Z}" if last.get("StartTime") else "not started"
         if last.get("EndTime"):
             when += f", ended {last['EndTime']:%Y-%m-%d %H:%M:%S %Z}"
-        say(f"instance refresh {last['InstanceRefreshId']} ({when}): {refresh.progress(last)}")
+        say(f"instance refresh {last['InstanceRefreshId']} ({when}): {refresh.progress_line(last)}")
     return 0
 
 

@@ -23,7 +23,9 @@ def create_network(ec2) -> dict:
     """A VPC, two subnets in two zones, and two AMIs: the one the fleet starts on and the new one."""
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     subnets = [
-        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"{REGION}{zone}")["Subnet"]["SubnetId"]
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.0.{n}.0/24", AvailabilityZone=f"{REGION}{zone}")["Subnet"][
+            "SubnetId"
+        ]
         for n, zone in ((1, "a"), (2, "b"))
     ]
     images = [ec2.register_image(Name=f"keras-fleet-{n}", RootDeviceName="/dev/xvda")["ImageId"] for n in (1, 2)]
@@ -40,11 +42,15 @@ def create_stack(cloudformation, network: dict) -> dict:
     summary = cloudformation.get_template_summary(TemplateBody=body)
     values = {p["ParameterKey"]: p.get("DefaultValue", "") for p in summary["Parameters"]}
     values.update(
-        VpcId=network["vpc"], LoadBalancerSubnetIds=network["subnets"], InstanceSubnetIds=network["subnets"],
+        VpcId=network["vpc"],
+        LoadBalancerSubnetIds=network["subnets"],
+        InstanceSubnetIds=network["subnets"],
         ImageId=network["old_ami"],
     )
     cloudformation.create_stack(
-        StackName=STACK, TemplateBody=body, Capabilities=["CAPABILITY_IAM"],
+        StackName=STACK,
+        TemplateBody=body,
+        Capabilities=["CAPABILITY_IAM"],
         Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()],
     )
     stack = cloudformation.describe_stacks(StackName=STACK)["Stacks"][0]
@@ -68,8 +74,14 @@ def add_alarm_outputs(cloudformation) -> None:
 class RefreshStub:
     """An Auto Scaling client whose instance refresh calls a Stubber answers; moto answers the rest."""
 
-    CALLS = frozenset({"start_instance_refresh", "describe_instance_refreshes", "cancel_instance_refresh",
-                       "rollback_instance_refresh"})
+    CALLS = frozenset(
+        {
+            "start_instance_refresh",
+            "describe_instance_refreshes",
+            "cancel_instance_refresh",
+            "rollback_instance_refresh",
+        }
+    )
 
     def __init__(self, moto_client):
         self.moto = moto_client
@@ -81,8 +93,15 @@ class RefreshStub:
         return getattr(self.stubbed if name in self.CALLS else self.moto, name)
 
 
-def refresh(status: str, percent: int | None = None, left: int | None = None, reason: str | None = None,
-            rollback: dict | None = None, group: str = "", refresh_id: str = REFRESH_ID) -> dict:
+def refresh(
+    status: str,
+    percent: int | None = None,
+    left: int | None = None,
+    reason: str | None = None,
+    rollback: dict | None = None,
+    group: str = "",
+    refresh_id: str = REFRESH_ID,
+) -> dict:
     """One InstanceRefresh as DescribeInstanceRefreshes answers it."""
     item = {"InstanceRefreshId": refresh_id, "AutoScalingGroupName": group, "Status": status, "StartTime": STARTED}
     if percent is not None:
@@ -98,12 +117,12 @@ def refresh(status: str, percent: int | None = None, left: int | None = None, re
     return item
 
 
-def expect_progress(stubber: Stubber, group: str, states: list[dict], refresh_id: str = REFRESH_ID) -> None:
-    """Queue the answers to the refresh being followed, one state per poll."""
+def expect_progress(stubber: Stubber, group: str, states: list[dict | None], refresh_id: str = REFRESH_ID) -> None:
+    """Queue the answers to the refresh being followed, one state per poll (None: not listed yet)."""
     for state in states:
         stubber.add_response(
             "describe_instance_refreshes",
-            {"InstanceRefreshes": [{**state, "AutoScalingGroupName": group}]},
+            {"InstanceRefreshes": [{**state, "AutoScalingGroupName": group}] if state else []},
             expected_params={"AutoScalingGroupName": group, "InstanceRefreshIds": [refresh_id]},
         )
 
@@ -112,23 +131,40 @@ def expect_latest(stubber: Stubber, group: str, state: dict | None) -> None:
     """Queue the answer to "the group's last refresh"."""
     found = [{**state, "AutoScalingGroupName": group}] if state else []
     stubber.add_response(
-        "describe_instance_refreshes", {"InstanceRefreshes": found},
+        "describe_instance_refreshes",
+        {"InstanceRefreshes": found},
         expected_params={"AutoScalingGroupName": group, "MaxRecords": 1},
     )
 
 
 def write_manifest(path: Path, ami: str) -> Path:
     """A Packer manifest like the post-processor writes: an older run, then the last one."""
-    path.write_text(json.dumps({
-        "builds": [
-            {"name": "keras-fleet", "builder_type": "amazon-ebs", "build_time": 1767000000,
-             "artifact_id": f"{REGION}:ami-0aaaaaaaaaaaaaaaa", "packer_run_uuid": "run-old", "custom_data": {}},
-            {"name": "keras-fleet", "builder_type": "amazon-ebs", "build_time": 1767600000,
-             "artifact_id": f"eu-west-1:ami-0bbbbbbbbbbbbbbbb,{REGION}:{ami}", "packer_run_uuid": "run-new",
-             "custom_data": {"git_commit": "abc1234"}},
-        ],
-        "last_run_uuid": "run-new",
-    }, indent=2))
+    path.write_text(
+        json.dumps(
+            {
+                "builds": [
+                    {
+                        "name": "keras-fleet",
+                        "builder_type": "amazon-ebs",
+                        "build_time": 1767000000,
+                        "artifact_id": f"{REGION}:ami-0aaaaaaaaaaaaaaaa",
+                        "packer_run_uuid": "run-old",
+                        "custom_data": {},
+                    },
+                    {
+                        "name": "keras-fleet",
+                        "builder_type": "amazon-ebs",
+                        "build_time": 1767600000,
+                        "artifact_id": f"eu-west-1:ami-0bbbbbbbbbbbbbbbb,{REGION}:{ami}",
+                        "packer_run_uuid": "run-new",
+                        "custom_data": {"git_commit": "abc1234"},
+                    },
+                ],
+                "last_run_uuid": "run-new",
+            },
+            indent=2,
+        )
+    )
     return path
 
 
@@ -148,7 +184,8 @@ def add_rolled_version(ec2, template_id: str, ami: str) -> str:
     """A launch template version as `make roll` writes it: version 1's data with ``ami``."""
     data = ec2.describe_launch_template_versions(LaunchTemplateId=template_id, Versions=["1"])
     made = ec2.create_launch_template_version(
-        LaunchTemplateId=template_id, VersionDescription=f"keras-fleet roll to {ami}; replaces version 1",
+        LaunchTemplateId=template_id,
+        VersionDescription=f"keras-fleet roll to {ami}; replaces version 1",
         LaunchTemplateData={**data["LaunchTemplateVersions"][0]["LaunchTemplateData"], "ImageId": ami},
     )
     return str(made["LaunchTemplateVersion"]["VersionNumber"])

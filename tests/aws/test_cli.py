@@ -50,8 +50,11 @@ def test_missing_region_is_named(monkeypatch, capsys):
 def test_rejected_credentials_say_so(capsys):
     client = boto3.client("cloudformation", region_name=REGION)
     with Stubber(client) as stubber:
-        stubber.add_client_error("describe_stacks", service_error_code="ExpiredToken",
-                                 service_message="The security token included in the request is expired")
+        stubber.add_client_error(
+            "describe_stacks",
+            service_error_code="ExpiredToken",
+            service_message="The security token included in the request is expired",
+        )
         code = main(["status"], clients=Clients(REGION, client, None, None, None))
 
     assert code == 1
@@ -77,16 +80,26 @@ def clean_env(**changes) -> dict:
 
 
 def test_the_real_command_prints_one_line_without_credentials(no_credentials):
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "fleetctl.py"), "--region", REGION, "status"],
-                            capture_output=True, text=True, timeout=60, env=clean_env())
+    result = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "fleetctl.py"), "--region", REGION, "status"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(),
+    )
 
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and "no AWS credentials found" in result.stderr
 
 
 def make(*args, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(["make", "--no-print-directory", "-C", str(REPO), *args], capture_output=True, text=True,
-                          timeout=60, env=clean_env(**env))
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(REPO), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=clean_env(**env),
+    )
 
 
 @pytest.mark.parametrize("target", ["stack", "roll", "status", "rollback"])
@@ -98,15 +111,27 @@ def test_fleet_targets_fail_fast_naming_a_missing_region(target):
 
 
 def test_make_passes_region_stack_profile_and_ami():
-    result = make("-n", "roll", "AWS_REGION=eu-west-1", "STACK_NAME=blue", "AWS_PROFILE=ops", "AMI=ami-0123456789abcdef0")
+    result = make(
+        "-n", "roll", "AWS_REGION=eu-west-1", "STACK_NAME=blue", "AWS_PROFILE=ops", "AMI=ami-0123456789abcdef0"
+    )
 
-    assert "scripts/fleetctl.py --region eu-west-1 --stack-name blue --profile ops roll --ami ami-0123456789abcdef0" in result.stdout
+    assert (
+        "scripts/fleetctl.py --region eu-west-1 --stack-name blue --profile ops roll --ami ami-0123456789abcdef0"
+        in result.stdout
+    )
 
 
 def test_make_stack_passes_network_and_extra_parameters():
-    result = make("-n", "stack", "AWS_REGION=us-east-1", "VPC_ID=vpc-1", "SUBNETS=subnet-a,subnet-b",
-                  "STACK_PARAMS=InstanceType=c7i.xlarge MaxSize=10")
+    result = make(
+        "-n",
+        "stack",
+        "AWS_REGION=us-east-1",
+        "VPC_ID=vpc-1",
+        "SUBNETS=subnet-a,subnet-b",
+        "STACK_PARAMS=InstanceType=c7i.xlarge MaxSize=10",
+    )
 
     command = " ".join(result.stdout.replace("\\\n", " ").split())  # recipe lines joined
-    assert ("stack --vpc-id vpc-1 --subnets subnet-a,subnet-b --param InstanceType=c7i.xlarge --param MaxSize=10"
-            in command)
+    assert (
+        "stack --vpc-id vpc-1 --subnets subnet-a,subnet-b --param InstanceType=c7i.xlarge --param MaxSize=10" in command
+    )

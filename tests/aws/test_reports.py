@@ -23,22 +23,46 @@ def test_the_last_run_wins_and_the_region_picks_the_ami(tmp_path):
 
 def test_an_ami_only_an_older_run_made_is_not_taken(tmp_path):
     path = tmp_path / "m.json"
-    path.write_text(json.dumps({"builds": [
-        {"name": "a", "builder_type": "amazon-ebs", "artifact_id": "ap-south-1:ami-0aaaaaaaaaaaaaaaa", "packer_run_uuid": "old"},
-        {"name": "a", "builder_type": "amazon-ebs", "artifact_id": "eu-west-1:ami-0bbbbbbbbbbbbbbbb", "packer_run_uuid": "new"},
-    ], "last_run_uuid": "new"}))
+    path.write_text(
+        json.dumps(
+            {
+                "builds": [
+                    {
+                        "name": "a",
+                        "builder_type": "amazon-ebs",
+                        "artifact_id": "ap-south-1:ami-0aaaaaaaaaaaaaaaa",
+                        "packer_run_uuid": "old",
+                    },
+                    {
+                        "name": "a",
+                        "builder_type": "amazon-ebs",
+                        "artifact_id": "eu-west-1:ami-0bbbbbbbbbbbbbbbb",
+                        "packer_run_uuid": "new",
+                    },
+                ],
+                "last_run_uuid": "new",
+            }
+        )
+    )
 
     with pytest.raises(FleetError, match="no AMI in ap-south-1 .only in eu-west-1."):
         latest_ami(path, "ap-south-1")
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no Packer manifest at"),
-    ("{not json", "cannot read the Packer manifest"),
-    (json.dumps({"builds": [], "last_run_uuid": "x"}), "has no build from its last run"),
-    (json.dumps({"builds": [{"artifact_id": "us-east-1:not-an-ami", "packer_run_uuid": "x"}], "last_run_uuid": "x"}),
-     "is not an AMI id"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no Packer manifest at"),
+        ("{not json", "cannot read the Packer manifest"),
+        (json.dumps({"builds": [], "last_run_uuid": "x"}), "has no build from its last run"),
+        (
+            json.dumps(
+                {"builds": [{"artifact_id": "us-east-1:not-an-ami", "packer_run_uuid": "x"}], "last_run_uuid": "x"}
+            ),
+            "is not an AMI id",
+        ),
+    ],
+)
 def test_a_bad_manifest_says_what_to_do(tmp_path, content, message):
     path = tmp_path / "m.json"
     if content is not None:

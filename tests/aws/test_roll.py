@@ -53,13 +53,18 @@ def test_roll_success_pins_the_manifest_ami_in_a_full_new_version(
 ):
     group = deployed["AutoScalingGroupName"]
     expect_start(refreshes, deployed, version="2")
-    expect_progress(refreshes, group, [
-        refresh("Pending"),
-        refresh("InProgress", 0, 2, "Waiting for instances to warm up before continuing."),
-        refresh("InProgress", 50, 1),
-        refresh("Baking", 100, 0),
-        refresh("Successful", 100, 0),
-    ])
+    expect_progress(
+        refreshes,
+        group,
+        [
+            None,  # just started: not listed yet
+            refresh("Pending"),
+            refresh("InProgress", 0, 2, "Waiting for instances to warm up before continuing."),
+            refresh("InProgress", 50, 1),
+            refresh("Baking", 100, 0),
+            refresh("Successful", 100, 0),
+        ],
+    )
 
     assert roll(fleet_clients, "--manifest", str(manifest)) == 0
 
@@ -69,7 +74,9 @@ def test_roll_success_pins_the_manifest_ami_in_a_full_new_version(
     assert {k: v for k, v in new["LaunchTemplateData"].items() if k != "ImageId"} == {
         k: v for k, v in old["LaunchTemplateData"].items() if k != "ImageId"
     }
-    assert {"IamInstanceProfile", "MetadataOptions", "NetworkInterfaces", "InstanceType"} <= set(new["LaunchTemplateData"])
+    assert {"IamInstanceProfile", "MetadataOptions", "NetworkInterfaces", "InstanceType"} <= set(
+        new["LaunchTemplateData"]
+    )
     assert "replaces version 1" in new["VersionDescription"]
     out = capsys.readouterr().out
     assert f"AMI: {network['new_ami']} (the last build in {manifest})" in out
@@ -90,29 +97,61 @@ def test_roll_takes_an_explicit_ami_over_the_manifest(fleet_clients, clients, de
 
 SCRIPTS = {
     "failed": (
-        [refresh("InProgress", 0, 2),
-         refresh("Failed", 0, 2, "Instance refresh failed: an instance failed to launch: The image id does not exist")],
+        [
+            refresh("InProgress", 0, 2),
+            refresh(
+                "Failed", 0, 2, "Instance refresh failed: an instance failed to launch: The image id does not exist"
+            ),
+        ],
         "the instance refresh failed: Instance refresh failed: an instance failed to launch",
     ),
     "cancelled": (
-        [refresh("InProgress", 50, 1), refresh("Cancelling", 50, 1, "Cancelled due to user request."),
-         refresh("Cancelled", 50, 1, "Cancelled due to user request.")],
+        [
+            refresh("InProgress", 50, 1),
+            refresh("Cancelling", 50, 1, "Cancelled due to user request."),
+            refresh("Cancelled", 50, 1, "Cancelled due to user request."),
+        ],
         "the instance refresh was cancelled: Cancelled due to user request.",
     ),
     "rolled back": (
-        [refresh("InProgress", 50, 1),
-         refresh("RollbackInProgress", 50, 1, "Rollback in progress.",
-                 rollback={"RollbackReason": f"Alarm {ALARMS[1]} is in ALARM state.", "PercentageCompleteOnRollback": 0,
-                           "InstancesToUpdateOnRollback": 1}),
-         refresh("RollbackSuccessful", 50, 1, "Rollback completed successfully.",
-                 rollback={"RollbackReason": f"Alarm {ALARMS[1]} is in ALARM state.", "PercentageCompleteOnRollback": 100,
-                           "InstancesToUpdateOnRollback": 0})],
+        [
+            refresh("InProgress", 50, 1),
+            refresh(
+                "RollbackInProgress",
+                50,
+                1,
+                "Rollback in progress.",
+                rollback={
+                    "RollbackReason": f"Alarm {ALARMS[1]} is in ALARM state.",
+                    "PercentageCompleteOnRollback": 0,
+                    "InstancesToUpdateOnRollback": 1,
+                },
+            ),
+            refresh(
+                "RollbackSuccessful",
+                50,
+                1,
+                "Rollback completed successfully.",
+                rollback={
+                    "RollbackReason": f"Alarm {ALARMS[1]} is in ALARM state.",
+                    "PercentageCompleteOnRollback": 100,
+                    "InstancesToUpdateOnRollback": 0,
+                },
+            ),
+        ],
         f"the instance refresh was rolled back; the fleet runs its previous version again: Alarm {ALARMS[1]} is in ALARM state.",
     ),
     "rollback failed": (
-        [refresh("RollbackInProgress", 10, 2, rollback={"RollbackReason": "Instance refresh failed."}),
-         refresh("RollbackFailed", 10, 2, "Rollback failed: launch failures.",
-                 rollback={"RollbackReason": "Instance refresh failed."})],
+        [
+            refresh("RollbackInProgress", 10, 2, rollback={"RollbackReason": "Instance refresh failed."}),
+            refresh(
+                "RollbackFailed",
+                10,
+                2,
+                "Rollback failed: launch failures.",
+                rollback={"RollbackReason": "Instance refresh failed."},
+            ),
+        ],
         "the instance refresh failed and so did its rollback",
     ),
 }
@@ -145,7 +184,8 @@ def test_rollback_progress_shows_the_rollback_percentage(fleet_clients, deployed
 
 def test_roll_refuses_while_another_refresh_runs(fleet_clients, deployed, manifest, refreshes, capsys):
     refreshes.add_client_error(
-        "start_instance_refresh", service_error_code="InstanceRefreshInProgress",
+        "start_instance_refresh",
+        service_error_code="InstanceRefreshInProgress",
         service_message="An Instance Refresh is already in progress and blocks the execution of this Instance Refresh.",
         http_status_code=400,
     )
@@ -169,24 +209,41 @@ def test_roll_without_a_manifest_says_what_to_do(fleet_clients, deployed, tmp_pa
 
 def test_roll_of_a_spot_group_keeps_its_mixed_instances_policy(fleet_clients, clients, deployed, manifest, refreshes):
     group = deployed["AutoScalingGroupName"]
-    distribution = {"OnDemandBaseCapacity": 1, "OnDemandPercentageAboveBaseCapacity": 50,
-                    "SpotAllocationStrategy": "price-capacity-optimized"}
-    clients.autoscaling.update_auto_scaling_group(AutoScalingGroupName=group, MixedInstancesPolicy={
-        "LaunchTemplate": {"LaunchTemplateSpecification": {"LaunchTemplateId": deployed["LaunchTemplateId"], "Version": "1"}},
-        "InstancesDistribution": distribution,
-    })
-    refreshes.add_response("start_instance_refresh", {"InstanceRefreshId": REFRESH_ID}, expected_params={
-        "AutoScalingGroupName": group,
-        "Strategy": "Rolling",
-        "DesiredConfiguration": {"MixedInstancesPolicy": {
+    distribution = {
+        "OnDemandBaseCapacity": 1,
+        "OnDemandPercentageAboveBaseCapacity": 50,
+        "SpotAllocationStrategy": "price-capacity-optimized",
+    }
+    clients.autoscaling.update_auto_scaling_group(
+        AutoScalingGroupName=group,
+        MixedInstancesPolicy={
             "LaunchTemplate": {
-                "LaunchTemplateSpecification": {"LaunchTemplateId": deployed["LaunchTemplateId"], "Version": "2"},
-                "Overrides": [],
+                "LaunchTemplateSpecification": {"LaunchTemplateId": deployed["LaunchTemplateId"], "Version": "1"}
             },
             "InstancesDistribution": distribution,
-        }},
-        "Preferences": ANY,
-    })
+        },
+    )
+    refreshes.add_response(
+        "start_instance_refresh",
+        {"InstanceRefreshId": REFRESH_ID},
+        expected_params={
+            "AutoScalingGroupName": group,
+            "Strategy": "Rolling",
+            "DesiredConfiguration": {
+                "MixedInstancesPolicy": {
+                    "LaunchTemplate": {
+                        "LaunchTemplateSpecification": {
+                            "LaunchTemplateId": deployed["LaunchTemplateId"],
+                            "Version": "2",
+                        },
+                        "Overrides": [],
+                    },
+                    "InstancesDistribution": distribution,
+                }
+            },
+            "Preferences": ANY,
+        },
+    )
     expect_progress(refreshes, group, [refresh("Successful", 100, 0)])
 
     assert roll(fleet_clients, "--manifest", str(manifest)) == 0

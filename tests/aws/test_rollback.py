@@ -16,26 +16,58 @@ def rollback(fleet_clients):
 
 def expect_unguarded_start(refreshes, deployed, version: str):
     """A refresh back to ``version``: launch before terminate, no alarms, no auto rollback."""
-    refreshes.add_response("start_instance_refresh", {"InstanceRefreshId": REFRESH_ID}, expected_params={
-        "AutoScalingGroupName": deployed["AutoScalingGroupName"],
-        "Strategy": "Rolling",
-        "DesiredConfiguration": {"LaunchTemplate": {"LaunchTemplateId": deployed["LaunchTemplateId"], "Version": version}},
-        "Preferences": {"MinHealthyPercentage": 100, "MaxHealthyPercentage": 200, "InstanceWarmup": ANY,
-                        "SkipMatching": True, "AutoRollback": False},
-    })
+    refreshes.add_response(
+        "start_instance_refresh",
+        {"InstanceRefreshId": REFRESH_ID},
+        expected_params={
+            "AutoScalingGroupName": deployed["AutoScalingGroupName"],
+            "Strategy": "Rolling",
+            "DesiredConfiguration": {
+                "LaunchTemplate": {"LaunchTemplateId": deployed["LaunchTemplateId"], "Version": version}
+            },
+            "Preferences": {
+                "MinHealthyPercentage": 100,
+                "MaxHealthyPercentage": 200,
+                "InstanceWarmup": ANY,
+                "SkipMatching": True,
+                "AutoRollback": False,
+            },
+        },
+    )
 
 
 def test_rollback_rolls_back_the_refresh_in_progress(fleet_clients, deployed, refreshes, capsys):
     group = deployed["AutoScalingGroupName"]
     expect_latest(refreshes, group, refresh("InProgress", 50, 1))
-    refreshes.add_response("rollback_instance_refresh", {"InstanceRefreshId": REFRESH_ID},
-                           expected_params={"AutoScalingGroupName": group})
-    expect_progress(refreshes, group, [
-        refresh("RollbackInProgress", 50, 1, rollback={"RollbackReason": "Rollback requested by user.",
-                                                       "PercentageCompleteOnRollback": 0, "InstancesToUpdateOnRollback": 1}),
-        refresh("RollbackSuccessful", 50, 1, rollback={"RollbackReason": "Rollback requested by user.",
-                                                       "PercentageCompleteOnRollback": 100, "InstancesToUpdateOnRollback": 0}),
-    ])
+    refreshes.add_response(
+        "rollback_instance_refresh", {"InstanceRefreshId": REFRESH_ID}, expected_params={"AutoScalingGroupName": group}
+    )
+    expect_progress(
+        refreshes,
+        group,
+        [
+            refresh(
+                "RollbackInProgress",
+                50,
+                1,
+                rollback={
+                    "RollbackReason": "Rollback requested by user.",
+                    "PercentageCompleteOnRollback": 0,
+                    "InstancesToUpdateOnRollback": 1,
+                },
+            ),
+            refresh(
+                "RollbackSuccessful",
+                50,
+                1,
+                rollback={
+                    "RollbackReason": "Rollback requested by user.",
+                    "PercentageCompleteOnRollback": 100,
+                    "InstancesToUpdateOnRollback": 0,
+                },
+            ),
+        ],
+    )
 
     assert rollback(fleet_clients) == 0
 
@@ -46,9 +78,12 @@ def test_rollback_rolls_back_the_refresh_in_progress(fleet_clients, deployed, re
 
 def test_rollback_of_an_irreversible_refresh_says_why(fleet_clients, deployed, refreshes, capsys):
     expect_latest(refreshes, deployed["AutoScalingGroupName"], refresh("InProgress", 20, 2))
-    refreshes.add_client_error("rollback_instance_refresh", service_error_code="IrreversibleInstanceRefresh",
-                               service_message="The instance refresh has no previous configuration to roll back to.",
-                               http_status_code=400)
+    refreshes.add_client_error(
+        "rollback_instance_refresh",
+        service_error_code="IrreversibleInstanceRefresh",
+        service_message="The instance refresh has no previous configuration to roll back to.",
+        http_status_code=400,
+    )
 
     assert rollback(fleet_clients) == 1
 

@@ -31,14 +31,32 @@ def parameters(clients) -> dict[str, str]:
 @pytest.fixture
 def capacity(tmp_path):
     path = tmp_path / "capacity.json"
-    path.write_text(json.dumps({"max_sustained_rps": 52.5, "p95_ms": 80, "p99_ms": 140, "headroom": 0.25,
-                                "recommended_alb_request_count_per_target": 2400}))
+    path.write_text(
+        json.dumps(
+            {
+                "max_sustained_rps": 52.5,
+                "p95_ms": 80,
+                "p99_ms": 140,
+                "headroom": 0.25,
+                "recommended_alb_request_count_per_target": 2400,
+            }
+        )
+    )
     return path
 
 
 def test_first_deploy_uses_the_manifest_ami_and_the_measured_capacity(clients, network, manifest, capacity, capsys):
-    code = stack(clients, "--vpc-id", network["vpc"], "--subnets", network["subnets"],
-                 "--manifest", str(manifest), "--capacity", str(capacity))
+    code = stack(
+        clients,
+        "--vpc-id",
+        network["vpc"],
+        "--subnets",
+        network["subnets"],
+        "--manifest",
+        str(manifest),
+        "--capacity",
+        str(capacity),
+    )
 
     assert code == 0
     sent = parameters(clients)
@@ -57,8 +75,20 @@ def test_first_deploy_uses_the_manifest_ami_and_the_measured_capacity(clients, n
 
 
 def test_first_deploy_without_a_capacity_report_keeps_the_template_default(clients, network, manifest, tmp_path):
-    assert stack(clients, "--vpc-id", network["vpc"], "--subnets", network["subnets"],
-                 "--manifest", str(manifest), "--capacity", str(tmp_path / "none.json")) == 0
+    assert (
+        stack(
+            clients,
+            "--vpc-id",
+            network["vpc"],
+            "--subnets",
+            network["subnets"],
+            "--manifest",
+            str(manifest),
+            "--capacity",
+            str(tmp_path / "none.json"),
+        )
+        == 0
+    )
 
     assert parameters(clients).get("TargetRequestsPerInstance", "3000") == "3000"
 
@@ -77,8 +107,15 @@ def test_update_keeps_the_ami_the_last_roll_left_and_the_other_parameters(client
     move_group(clients.autoscaling, clients.ec2, group, template, group_version=rolled, instance_version=rolled)
     before = parameters(clients)
 
-    code = stack(clients, "--param", "InstanceType=c7i.xlarge", "--ami", "ami-0123456789abcdef0",
-                 "--capacity", str(tmp_path / "none.json"))
+    code = stack(
+        clients,
+        "--param",
+        "InstanceType=c7i.xlarge",
+        "--ami",
+        "ami-0123456789abcdef0",
+        "--capacity",
+        str(tmp_path / "none.json"),
+    )
 
     assert code == 0
     after = parameters(clients)
@@ -119,8 +156,15 @@ def described(status: str) -> dict:
 
 
 def event(n: int, resource: str, kind: str, status: str, reason: str | None = None) -> dict:
-    item = {"StackId": STACK_ID, "EventId": f"event-{n}", "StackName": STACK, "LogicalResourceId": resource,
-            "ResourceType": kind, "ResourceStatus": status, "Timestamp": T0 + datetime.timedelta(seconds=10 * n)}
+    item = {
+        "StackId": STACK_ID,
+        "EventId": f"event-{n}",
+        "StackName": STACK,
+        "LogicalResourceId": resource,
+        "ResourceType": kind,
+        "ResourceStatus": status,
+        "Timestamp": T0 + datetime.timedelta(seconds=10 * n),
+    }
     if reason:
         item["ResourceStatusReason"] = reason
     return item
@@ -128,44 +172,84 @@ def event(n: int, resource: str, kind: str, status: str, reason: str | None = No
 
 def test_a_failed_create_shows_its_events_and_the_failure_reason(network, tmp_path, capsys):
     client, stubber = stubbed_cloudformation()
-    stubber.add_client_error("describe_stacks", service_error_code="ValidationError",
-                             service_message=f"Stack with id {STACK} does not exist", expected_params={"StackName": STACK})
-    stubber.add_response("create_stack", {"StackId": STACK_ID}, expected_params={
-        "StackName": STACK, "TemplateBody": ANY, "Capabilities": ["CAPABILITY_IAM"], "Parameters": ANY,
-        "Tags": [{"Key": "project", "Value": "keras-fleet"}],
-    })
+    stubber.add_client_error(
+        "describe_stacks",
+        service_error_code="ValidationError",
+        service_message=f"Stack with id {STACK} does not exist",
+        expected_params={"StackName": STACK},
+    )
+    stubber.add_response(
+        "create_stack",
+        {"StackId": STACK_ID},
+        expected_params={
+            "StackName": STACK,
+            "TemplateBody": ANY,
+            "Capabilities": ["CAPABILITY_IAM"],
+            "Parameters": ANY,
+            "Tags": [{"Key": "project", "Value": "keras-fleet"}],
+        },
+    )
     stubber.add_response("describe_stacks", described("CREATE_IN_PROGRESS"), {"StackName": STACK_ID})
-    stubber.add_response("describe_stack_events", {"StackEvents": [
-        event(2, "LoadBalancer", "AWS::ElasticLoadBalancingV2::LoadBalancer", "CREATE_IN_PROGRESS"),
-        event(1, STACK, "AWS::CloudFormation::Stack", "CREATE_IN_PROGRESS", "User Initiated"),
-    ]}, {"StackName": STACK_ID})
+    stubber.add_response(
+        "describe_stack_events",
+        {
+            "StackEvents": [
+                event(2, "LoadBalancer", "AWS::ElasticLoadBalancingV2::LoadBalancer", "CREATE_IN_PROGRESS"),
+                event(1, STACK, "AWS::CloudFormation::Stack", "CREATE_IN_PROGRESS", "User Initiated"),
+            ]
+        },
+        {"StackName": STACK_ID},
+    )
     stubber.add_response("describe_stacks", described("ROLLBACK_COMPLETE"), {"StackName": STACK_ID})
     reason = "At least two subnets in two different Availability Zones must be specified"
-    stubber.add_response("describe_stack_events", {"StackEvents": [
-        event(4, STACK, "AWS::CloudFormation::Stack", "ROLLBACK_COMPLETE"),
-        event(3, "LoadBalancer", "AWS::ElasticLoadBalancingV2::LoadBalancer", "CREATE_FAILED", reason),
-        event(2, "LoadBalancer", "AWS::ElasticLoadBalancingV2::LoadBalancer", "CREATE_IN_PROGRESS"),
-    ]}, {"StackName": STACK_ID})
+    stubber.add_response(
+        "describe_stack_events",
+        {
+            "StackEvents": [
+                event(4, STACK, "AWS::CloudFormation::Stack", "ROLLBACK_COMPLETE"),
+                event(3, "LoadBalancer", "AWS::ElasticLoadBalancingV2::LoadBalancer", "CREATE_FAILED", reason),
+                event(2, "LoadBalancer", "AWS::ElasticLoadBalancingV2::LoadBalancer", "CREATE_IN_PROGRESS"),
+            ]
+        },
+        {"StackName": STACK_ID},
+    )
 
     with stubber:
-        code = stack(only(client), "--vpc-id", network["vpc"], "--subnets", network["subnets"], "--ami", network["new_ami"],
-                     "--capacity", str(tmp_path / "none.json"))
+        code = stack(
+            only(client),
+            "--vpc-id",
+            network["vpc"],
+            "--subnets",
+            network["subnets"],
+            "--ami",
+            network["new_ami"],
+            "--capacity",
+            str(tmp_path / "none.json"),
+        )
 
     assert code == 1
     stubber.assert_no_pending_responses()
     captured = capsys.readouterr()
     lines = captured.out.splitlines()
-    assert any("CREATE_IN_PROGRESS" in line and "LoadBalancer (AWS::ElasticLoadBalancingV2::LoadBalancer)" in line for line in lines)
-    assert sum("LoadBalancer (AWS::ElasticLoadBalancingV2::LoadBalancer)" in line for line in lines) == 2  # each event once
+    assert any(
+        "CREATE_IN_PROGRESS" in line and "LoadBalancer (AWS::ElasticLoadBalancingV2::LoadBalancer)" in line
+        for line in lines
+    )
+    assert (
+        sum("LoadBalancer (AWS::ElasticLoadBalancingV2::LoadBalancer)" in line for line in lines) == 2
+    )  # each event once
     assert f"stack {STACK} ended ROLLBACK_COMPLETE: LoadBalancer: {reason}" in captured.err
     assert "Delete it and run `make stack` again" in captured.err
 
 
-@pytest.mark.parametrize("status, advice", [
-    ("UPDATE_IN_PROGRESS", "is busy"),
-    ("ROLLBACK_COMPLETE", "can only be deleted: aws cloudformation delete-stack"),
-    ("UPDATE_ROLLBACK_FAILED", "continue-update-rollback"),
-])
+@pytest.mark.parametrize(
+    "status, advice",
+    [
+        ("UPDATE_IN_PROGRESS", "is busy"),
+        ("ROLLBACK_COMPLETE", "can only be deleted: aws cloudformation delete-stack"),
+        ("UPDATE_ROLLBACK_FAILED", "continue-update-rollback"),
+    ],
+)
 def test_a_stack_that_cannot_be_updated_says_what_to_do(status, advice, capsys):
     client, stubber = stubbed_cloudformation()
     stubber.add_response("describe_stacks", described(status), {"StackName": STACK})

@@ -79,8 +79,20 @@ def test_checkov_finds_nothing_beyond_the_justified_skips():
     # Offline: no update check, no guideline download.
     env = {**os.environ, "CKV_SKIP_PACKAGE_UPDATE_CHECK": "true", "BC_SKIP_MAPPING": "TRUE"}
     result = subprocess.run(
-        [tool("checkov"), "--quiet", "--compact", "--skip-download", "--framework", "cloudformation", "-f", str(TEMPLATE)],
-        capture_output=True, text=True, timeout=300, env=env,
+        [
+            tool("checkov"),
+            "--quiet",
+            "--compact",
+            "--skip-download",
+            "--framework",
+            "cloudformation",
+            "-f",
+            str(TEMPLATE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
 
     assert result.returncode == 0, result.stdout + result.stderr
@@ -88,7 +100,11 @@ def test_checkov_finds_nothing_beyond_the_justified_skips():
 
 
 def test_every_skipped_check_is_justified_in_the_metadata(resources, template):
-    skips = [(name, skip) for name, r in resources.items() for skip in r.get("Metadata", {}).get("checkov", {}).get("skip", [])]
+    skips = [
+        (name, skip)
+        for name, r in resources.items()
+        for skip in r.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
     assert skips, "the template has checkov skips; this test reads them"
     for name, skip in skips:
         assert re.match(r"^CKV2?_AWS_\d+$", skip["id"]), (name, skip)
@@ -128,7 +144,11 @@ def test_no_instance_gets_traffic_before_it_is_warm(resources):
 
 def test_draining_is_sized_to_the_request_timeout(resources):
     config = Config.from_env(environ={})
-    delay = int(attributes(properties(resources, "TargetGroup")["TargetGroupAttributes"])["deregistration_delay.timeout_seconds"])
+    delay = int(
+        attributes(properties(resources, "TargetGroup")["TargetGroupAttributes"])[
+            "deregistration_delay.timeout_seconds"
+        ]
+    )
     assert config.timeout <= delay < 300
     assert config.graceful_timeout < delay
 
@@ -152,8 +172,12 @@ def test_https_with_a_certificate_and_http_redirected_to_it(resources):
 
 def test_instances_accept_http_from_the_load_balancer_and_metrics_from_monitoring_only(resources, template):
     assert "SecurityGroupIngress" not in properties(resources, "InstanceSecurityGroup")
-    ingress = {name: r for name, r in resources.items()
-               if r["Type"] == "AWS::EC2::SecurityGroupIngress" and r["Properties"]["GroupId"] == {"Ref": "InstanceSecurityGroup"}}
+    ingress = {
+        name: r
+        for name, r in resources.items()
+        if r["Type"] == "AWS::EC2::SecurityGroupIngress"
+        and r["Properties"]["GroupId"] == {"Ref": "InstanceSecurityGroup"}
+    }
     assert set(ingress) == {"InstanceHttpFromLoadBalancer", "InstanceMetricsFromMonitoring"}
     http = ingress["InstanceHttpFromLoadBalancer"]["Properties"]
     assert (http["FromPort"], http["ToPort"]) == (80, 80)
@@ -172,7 +196,9 @@ def test_instances_require_imdsv2_get_no_public_ip_and_a_narrow_role(resources):
     assert [nic["AssociatePublicIpAddress"] for nic in data["NetworkInterfaces"]] == [False]
     assert data["IamInstanceProfile"] == {"Arn": {"Fn::GetAtt": ["InstanceProfile", "Arn"]}}
     role = properties(resources, "InstanceRole")
-    assert role["ManagedPolicyArns"] == [{"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"}]
+    assert role["ManagedPolicyArns"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:iam::aws:policy/AmazonSSMManagedInstanceCore"}
+    ]
     statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
     actions = {a for s in statements for a in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])}
     assert all(a.startswith("logs:") or a == "cloudwatch:PutMetricData" for a in actions), actions
@@ -199,7 +225,24 @@ def test_the_roll_alarms_watch_5xx_rate_and_p99_latency(resources):
 
 
 def test_the_commands_find_what_they_need_in_the_outputs_and_parameters(template):
-    assert {"Url", "AutoScalingGroupName", "LaunchTemplateId", "TargetGroupArn", "Target5xxAlarmName",
-            "LatencyAlarmName"} <= set(template["Outputs"])
-    assert {"VpcId", "LoadBalancerSubnetIds", "InstanceSubnetIds", "ImageId", "InstanceType", "MinSize", "MaxSize",
-            "DesiredCapacity", "CertificateArn", "TargetRequestsPerInstance", "MonitoringCidr"} <= set(template["Parameters"])
+    assert {
+        "Url",
+        "AutoScalingGroupName",
+        "LaunchTemplateId",
+        "TargetGroupArn",
+        "Target5xxAlarmName",
+        "LatencyAlarmName",
+    } <= set(template["Outputs"])
+    assert {
+        "VpcId",
+        "LoadBalancerSubnetIds",
+        "InstanceSubnetIds",
+        "ImageId",
+        "InstanceType",
+        "MinSize",
+        "MaxSize",
+        "DesiredCapacity",
+        "CertificateArn",
+        "TargetRequestsPerInstance",
+        "MonitoringCidr",
+    } <= set(template["Parameters"])
