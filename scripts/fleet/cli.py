@@ -12,7 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from fleet.clients import Clients, connect
 from fleet.errors import FleetError, explain
-from fleet.manifest import check_ami_id, latest_ami
+from fleet.manifest import chosen_ami
 from fleet.progress import Progress
 from fleet.rollback import rollback
 from fleet.roll import roll
@@ -114,8 +114,8 @@ def run(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], Non
         )
         return deploy(clients, args.stack_name, settings, progress)
     if args.command == "roll":
-        ami = check_ami_id(args.ami) if args.ami else latest_ami(args.manifest, clients.region)
-        print(f"AMI: {ami}" + ("" if args.ami else f" (the last build in {args.manifest})"))
+        ami, which = chosen_ami(args.ami, args.manifest, clients.region)
+        progress.say(which)
         return roll(clients, args.stack_name, ami, bake_seconds=args.bake_seconds, progress=progress)
     if args.command == "rollback":
         return rollback(clients, args.stack_name, progress)

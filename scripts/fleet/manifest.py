@@ -47,6 +47,14 @@ def latest_ami(path: Path, region: str) -> str:
     )
 
 
+def chosen_ami(ami: str | None, manifest: Path, region: str) -> tuple[str, str]:
+    """The AMI to use, ``ami`` when given else the manifest's last build, and a line saying which."""
+    if ami:
+        return check_ami_id(ami), f"AMI: {ami}"
+    found = latest_ami(manifest, region)
+    return found, f"AMI: {found} (the last build in {manifest})"
+
+
 def amis_by_region(artifact_id: str) -> dict[str, str]:
     """Split an amazon-ebs artifact id ``us-east-1:ami-1,eu-west-1:ami-2`` into a dict."""
     pairs = (item.strip().split(":", 1) for item in artifact_id.split(",") if ":" in item)

@@ -8,6 +8,16 @@ from botocore.exceptions import ClientError
 
 from fleet.errors import FleetError, error_code, error_message
 
+# The stack outputs the commands read; deploy/aws/fleet.yaml must keep providing them.
+OUTPUTS = (
+    "Url",
+    "AutoScalingGroupName",
+    "LaunchTemplateId",
+    "TargetGroupArn",
+    "Target5xxAlarmName",
+    "LatencyAlarmName",
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Fleet:
@@ -43,15 +53,7 @@ def find_fleet(cloudformation, stack_name: str, region: str) -> Fleet:
     if stack is None:
         raise FleetError(f"there is no stack {stack_name} in {region}: deploy it with `make stack`")
     found = outputs(stack)
-    wanted = (
-        "Url",
-        "AutoScalingGroupName",
-        "LaunchTemplateId",
-        "TargetGroupArn",
-        "Target5xxAlarmName",
-        "LatencyAlarmName",
-    )
-    missing = [key for key in wanted if key not in found]
+    missing = [key for key in OUTPUTS if key not in found]
     if missing:
         raise FleetError(
             f"stack {stack_name} ({stack['StackStatus']}) has no output {', '.join(missing)}: "

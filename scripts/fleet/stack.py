@@ -12,7 +12,7 @@ from fleet.capacity import requests_per_instance
 from fleet.clients import Clients
 from fleet.errors import FleetError, error_code, error_message
 from fleet.launch_template import describe_group, group_version
-from fleet.manifest import check_ami_id, latest_ami
+from fleet.manifest import chosen_ami
 from fleet.progress import Progress
 from fleet.resources import describe_stack, outputs
 
@@ -106,8 +106,8 @@ def parameters(
                 f"creating the stack needs {' and '.join(missing)}: "
                 "make stack VPC_ID=vpc-... SUBNETS=subnet-a,subnet-b [INSTANCE_SUBNETS=subnet-c,subnet-d]"
             )
-        given["ImageId"] = check_ami_id(settings.ami) if settings.ami else latest_ami(settings.manifest, clients.region)
-        say(f"AMI: {given['ImageId']}" + ("" if settings.ami else f" (the last build in {settings.manifest})"))
+        given["ImageId"], which = chosen_ami(settings.ami, settings.manifest, clients.region)
+        say(which)
         return given
     # The fleet keeps the AMI it runs: the last roll's, which the stack's own parameter
     # may not know. Sending it keeps CloudFormation from moving the group back.

@@ -117,6 +117,31 @@ def refresh(
     return item
 
 
+# What every refresh the fleet starts asks for: launch before terminate, keep what matches.
+LAUNCH_BEFORE_TERMINATE = {
+    "MinHealthyPercentage": 100,
+    "MaxHealthyPercentage": 200,
+    "InstanceWarmup": 90,
+    "SkipMatching": True,
+}
+
+
+def expect_start(stubber: Stubber, deployed: dict, version: str, **preferences) -> None:
+    """Queue the answer to StartInstanceRefresh, for the one request that must come: onto ``version``."""
+    stubber.add_response(
+        "start_instance_refresh",
+        {"InstanceRefreshId": REFRESH_ID},
+        expected_params={
+            "AutoScalingGroupName": deployed["AutoScalingGroupName"],
+            "Strategy": "Rolling",
+            "DesiredConfiguration": {
+                "LaunchTemplate": {"LaunchTemplateId": deployed["LaunchTemplateId"], "Version": version}
+            },
+            "Preferences": {**LAUNCH_BEFORE_TERMINATE, **preferences},
+        },
+    )
+
+
 def expect_progress(stubber: Stubber, group: str, states: list[dict | None], refresh_id: str = REFRESH_ID) -> None:
     """Queue the answers to the refresh being followed, one state per poll (None: not listed yet)."""
     for state in states:

@@ -10,7 +10,7 @@ import pytest
 from botocore.stub import ANY
 
 from fleet.cli import main
-from tests.aws.fakes import ALARMS, REFRESH_ID, STACK, expect_progress, refresh
+from tests.aws.fakes import ALARMS, REFRESH_ID, STACK, expect_progress, expect_start, refresh
 
 NO_WAIT = {"sleep": lambda seconds: None}
 
@@ -19,27 +19,10 @@ def roll(fleet_clients, *args):
     return main(["--stack-name", STACK, "roll", *args], clients=fleet_clients, **NO_WAIT)
 
 
-def expect_start(refreshes, deployed, version: str):
-    """The refresh request `make roll` must send: launch before terminate, alarms, rollback."""
-    refreshes.add_response(
-        "start_instance_refresh",
-        {"InstanceRefreshId": REFRESH_ID},
-        expected_params={
-            "AutoScalingGroupName": deployed["AutoScalingGroupName"],
-            "Strategy": "Rolling",
-            "DesiredConfiguration": {
-                "LaunchTemplate": {"LaunchTemplateId": deployed["LaunchTemplateId"], "Version": version},
-            },
-            "Preferences": {
-                "MinHealthyPercentage": 100,
-                "MaxHealthyPercentage": 200,
-                "InstanceWarmup": 90,
-                "SkipMatching": True,
-                "AutoRollback": True,
-                "AlarmSpecification": {"Alarms": list(ALARMS)},
-                "BakeTime": 180,
-            },
-        },
+def expect_roll(refreshes, deployed, version: str):
+    """The refresh `make roll` must start: guarded by the alarms, rolled back by itself, baked."""
+    expect_start(
+        refreshes, deployed, version, AutoRollback=True, AlarmSpecification={"Alarms": list(ALARMS)}, BakeTime=180
     )
 
 
@@ -52,7 +35,7 @@ def test_roll_success_pins_the_manifest_ami_in_a_full_new_version(
     fleet_clients, clients, deployed, network, manifest, refreshes, capsys
 ):
     group = deployed["AutoScalingGroupName"]
-    expect_start(refreshes, deployed, version="2")
+    expect_roll(refreshes, deployed, version="2")
     expect_progress(
         refreshes,
         group,
@@ -87,7 +70,7 @@ def test_roll_success_pins_the_manifest_ami_in_a_full_new_version(
 
 def test_roll_takes_an_explicit_ami_over_the_manifest(fleet_clients, clients, deployed, network, refreshes, tmp_path):
     group = deployed["AutoScalingGroupName"]
-    expect_start(refreshes, deployed, version="2")
+    expect_roll(refreshes, deployed, version="2")
     expect_progress(refreshes, group, [refresh("Successful", 100, 0)])
 
     assert roll(fleet_clients, "--ami", network["new_ami"], "--manifest", str(tmp_path / "none.json")) == 0
@@ -162,7 +145,7 @@ def test_roll_exits_non_zero_with_the_reason_when_the_refresh_does_not_succeed(
     outcome, fleet_clients, deployed, manifest, refreshes, capsys
 ):
     states, reason = SCRIPTS[outcome]
-    expect_start(refreshes, deployed, version="2")
+    expect_roll(refreshes, deployed, version="2")
     expect_progress(refreshes, deployed["AutoScalingGroupName"], states)
 
     assert roll(fleet_clients, "--manifest", str(manifest)) == 1
@@ -173,7 +156,7 @@ def test_roll_exits_non_zero_with_the_reason_when_the_refresh_does_not_succeed(
 
 
 def test_rollback_progress_shows_the_rollback_percentage(fleet_clients, deployed, manifest, refreshes, capsys):
-    expect_start(refreshes, deployed, version="2")
+    expect_roll(refreshes, deployed, version="2")
     states, _ = SCRIPTS["rolled back"]
     expect_progress(refreshes, deployed["AutoScalingGroupName"], states)
 

@@ -2,38 +2,24 @@
 
 from __future__ import annotations
 
-from botocore.stub import ANY
 
 from fleet.cli import main
-from tests.aws.fakes import REFRESH_ID, STACK, add_rolled_version, expect_latest, expect_progress, move_group, refresh
+from tests.aws.fakes import (
+    REFRESH_ID,
+    STACK,
+    add_rolled_version,
+    expect_latest,
+    expect_progress,
+    expect_start,
+    move_group,
+    refresh,
+)
 
 NO_WAIT = {"sleep": lambda seconds: None}
 
 
 def rollback(fleet_clients):
     return main(["--stack-name", STACK, "rollback"], clients=fleet_clients, **NO_WAIT)
-
-
-def expect_unguarded_start(refreshes, deployed, version: str):
-    """A refresh back to ``version``: launch before terminate, no alarms, no auto rollback."""
-    refreshes.add_response(
-        "start_instance_refresh",
-        {"InstanceRefreshId": REFRESH_ID},
-        expected_params={
-            "AutoScalingGroupName": deployed["AutoScalingGroupName"],
-            "Strategy": "Rolling",
-            "DesiredConfiguration": {
-                "LaunchTemplate": {"LaunchTemplateId": deployed["LaunchTemplateId"], "Version": version}
-            },
-            "Preferences": {
-                "MinHealthyPercentage": 100,
-                "MaxHealthyPercentage": 200,
-                "InstanceWarmup": ANY,
-                "SkipMatching": True,
-                "AutoRollback": False,
-            },
-        },
-    )
 
 
 def test_rollback_rolls_back_the_refresh_in_progress(fleet_clients, deployed, refreshes, capsys):
@@ -97,7 +83,7 @@ def test_rollback_after_a_successful_roll_returns_to_the_version_it_replaced(
     rolled = add_rolled_version(clients.ec2, template, network["new_ami"])
     move_group(clients.autoscaling, clients.ec2, group, template, group_version=rolled, instance_version=rolled)
     expect_latest(refreshes, group, refresh("Successful", 100, 0))
-    expect_unguarded_start(refreshes, deployed, version="1")
+    expect_start(refreshes, deployed, version="1", AutoRollback=False)  # no alarms on the way back
     expect_progress(refreshes, group, [refresh("InProgress", 0, 2), refresh("Successful", 100, 0)])
 
     assert rollback(fleet_clients) == 0
@@ -115,7 +101,7 @@ def test_rollback_after_a_cancelled_roll_moves_the_stray_instances_back(
     # A cancelled refresh leaves the group on version 1 and some instances on version 2.
     move_group(clients.autoscaling, clients.ec2, group, template, group_version="1", instance_version=rolled)
     expect_latest(refreshes, group, refresh("Cancelled", 50, 1, "Cancelled due to user request."))
-    expect_unguarded_start(refreshes, deployed, version="1")
+    expect_start(refreshes, deployed, version="1", AutoRollback=False)  # no alarms on the way back
     expect_progress(refreshes, group, [refresh("Successful", 100, 0)])
 
     assert rollback(fleet_clients) == 0

@@ -28,6 +28,20 @@ def parameters(clients) -> dict[str, str]:
     return {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]}
 
 
+def first_deploy(network: dict, manifest, capacity) -> list[str]:
+    """The arguments of a first `make stack`: network, Packer manifest, capacity report."""
+    return [
+        "--vpc-id",
+        network["vpc"],
+        "--subnets",
+        network["subnets"],
+        "--manifest",
+        str(manifest),
+        "--capacity",
+        str(capacity),
+    ]
+
+
 @pytest.fixture
 def capacity(tmp_path):
     path = tmp_path / "capacity.json"
@@ -46,17 +60,7 @@ def capacity(tmp_path):
 
 
 def test_first_deploy_uses_the_manifest_ami_and_the_measured_capacity(clients, network, manifest, capacity, capsys):
-    code = stack(
-        clients,
-        "--vpc-id",
-        network["vpc"],
-        "--subnets",
-        network["subnets"],
-        "--manifest",
-        str(manifest),
-        "--capacity",
-        str(capacity),
-    )
+    code = stack(clients, *first_deploy(network, manifest, capacity))
 
     assert code == 0
     sent = parameters(clients)
@@ -75,20 +79,7 @@ def test_first_deploy_uses_the_manifest_ami_and_the_measured_capacity(clients, n
 
 
 def test_first_deploy_without_a_capacity_report_keeps_the_template_default(clients, network, manifest, tmp_path):
-    assert (
-        stack(
-            clients,
-            "--vpc-id",
-            network["vpc"],
-            "--subnets",
-            network["subnets"],
-            "--manifest",
-            str(manifest),
-            "--capacity",
-            str(tmp_path / "none.json"),
-        )
-        == 0
-    )
+    assert stack(clients, *first_deploy(network, manifest, tmp_path / "none.json")) == 0
 
     assert parameters(clients).get("TargetRequestsPerInstance", "3000") == "3000"
 
