@@ -12,6 +12,7 @@ RUN_DIR    ?= run
 DEMO_MODEL ?= models/digits.keras
 MODEL_PATH ?= $(DEMO_MODEL)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 # apt-get needs root; use sudo when not root.
 SUDO       ?= $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -22,7 +23,7 @@ BIN       := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 STACK     := $(BIN)/python scripts/localstack.py --run-dir $(RUN_DIR) --port $(PORT)
 
-.PHONY: help setup system-packages serve up down local-status test clean
+.PHONY: help setup system-packages bench-packages serve up down local-status logs test bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -56,11 +57,51 @@ down: ## Stop the background stack gracefully
 local-status: ## Show whether the background stack is up and ready
 	@$(STACK) status
 
+logs: ## Follow the background stack's logs: app and gunicorn (JSON) and nginx's access log
+	@tail -n 20 -F $(RUN_DIR)/logs/app.log $(RUN_DIR)/logs/access.log
+
 test: setup ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+bench-packages: ## apt-get install the load generators of the benchmark (wrk, hey) when missing
+	@command -v wrk >/dev/null && command -v hey >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk hey; }
+
+bench: setup bench-packages ## Benchmark floor, naive, fleet and raw side by side; writes reports/bench.json and .md
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
 clean: down ## Remove the run directory and build leftovers (keeps the venv and models)
 	rm -rf $(RUN_DIR) build *.egg-info .pytest_cache
+
+# --- Load testing ---
+# Locust against HOST, by default the local stack that `make up` starts. The SLO and the
+# autoscaler headroom are in loadtest/locust.conf; change one for a run with
+#   make loadtest LOCUST_ARGS="--slo-p95-ms 150"     (every option: $(BIN)/python -m loadtest.options)
+
+HOST        ?= http://127.0.0.1:$(PORT)
+USERS       ?= 10
+SPAWN_RATE  ?= 10
+DURATION    ?= 30s
+# Requests per second of each user; 0: each sends its next request as soon as it has an answer.
+USER_RPS    ?= 0
+INSTANCES   ?= 1
+# Model to load (/v1/models/<name>); empty: the one the server names on /healthz/ready.
+MODEL_NAME  ?=
+REPORTS     ?= reports
+LOCUST_ARGS ?=
+
+LOCUST := $(BIN)/locust --config loadtest/locust.conf --headless --host $(HOST) \
+	--model-name "$(MODEL_NAME)" --instances $(INSTANCES) $(LOCUST_ARGS)
+
+.PHONY: loadtest capacity
+
+loadtest: $(INSTALLED) ## Locust at HOST with USERS, SPAWN_RATE, DURATION; reports/loadtest.*; exit code = SLO verdict
+	$(LOCUST) -f loadtest/locustfile.py -u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) --user-rps $(USER_RPS) \
+		--html $(REPORTS)/loadtest.html --csv $(REPORTS)/loadtest --slo-report $(REPORTS)/loadtest.json
+
+capacity: $(INSTALLED) ## Step the rate at HOST up until the SLO fails; reports/capacity.json sizes the autoscaler
+	$(LOCUST) -f loadtest/locustfile.py,loadtest/capacity.py \
+		--html $(REPORTS)/capacity.html --csv $(REPORTS)/capacity --capacity-report $(REPORTS)/capacity.json
 
 # --- AWS fleet ---
 # CloudFormation stack, rolls and status of the fleet on AWS, through boto3

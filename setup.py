@@ -1,4 +1,4 @@
-"""Packaging for Keras Fleet: the `api` package plus its serving and test dependencies."""
+"""Packaging for Keras Fleet: the `api` and `loadtest` packages plus their serving, load-test and test dependencies."""
 
 from setuptools import find_packages, setup
 
@@ -11,7 +11,7 @@ setup(
     name="keras-fleet",
     version="0.1.0",
     description="Serve a Keras model over TensorFlow Serving's REST API from a fleet of plain VMs.",
-    packages=find_packages(include=["api", "api.*"]),
+    packages=find_packages(include=["api", "api.*", "loadtest", "loadtest.*"]),
     python_requires=">=3.10",
     install_requires=[
         "flask>=3.0",
@@ -20,14 +20,19 @@ setup(
         "keras>=3.3",
         "numpy>=1.26",
         "orjson>=3.9",
+        "prometheus-client>=0.20",
         "tensorflow-cpu>=2.16",
     ],
     extras_require={
         # Training the demo model (scikit-learn ships the digits data set).
         "train": ["scikit-learn>=1.3"],
         "aws": AWS,
+        # Load tests and capacity runs (loadtest/): `pip install -e '.[loadtest]'` on a
+        # load-generator machine that does not serve.
+        "loadtest": ["locust>=2.29"],
         "test": [
             *AWS,
+            "locust>=2.29",
             # moto 5 fakes CloudFormation, EC2, Auto Scaling and ELBv2 in process.
             "moto[cloudformation,ec2,autoscaling,elbv2,iam]>=5.0",
             "pytest>=8.0",

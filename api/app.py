@@ -11,24 +11,31 @@ from flask_restful import Api
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
+from api.auth import ApiKeys, install_authentication
+from api.batching import Batcher
 from api.config import Config
 from api.errors import InternalError, from_http_exception
 from api.headers import install_response_headers
+from api.logs import configure_logging
+from api.metrics import Metrics
 from api.model import ServedModel, configure_tensorflow_threads
-from api.resources import Live, ModelMetadata, ModelStatus, Predict, Ready
+from api.monitoring import PredictionMonitor
+from api.resources import Live, MetricsText, ModelMetadata, ModelStatus, Predict, Ready, Services
+from api.telemetry import install_telemetry
 
 log = logging.getLogger(__name__)
 
 MODEL = "/v1/models/<model_name:name>"
 VERSION = "/versions/<model_name:version>"
 
-# The whole API, in one place: resource -> its paths.
+# The whole API, in one place: resource, its endpoint name (the metrics' label), its paths.
 ROUTES = (
-    (Predict, (f"{MODEL}:predict", f"{MODEL}{VERSION}:predict", "/predict")),
-    (ModelStatus, (MODEL, f"{MODEL}{VERSION}")),
-    (ModelMetadata, (f"{MODEL}/metadata", f"{MODEL}{VERSION}/metadata")),
-    (Live, ("/healthz/live",)),
-    (Ready, ("/healthz/ready",)),
+    (Predict, "predict", (f"{MODEL}:predict", f"{MODEL}{VERSION}:predict", "/predict")),
+    (ModelStatus, "model_status", (MODEL, f"{MODEL}{VERSION}")),
+    (ModelMetadata, "model_metadata", (f"{MODEL}/metadata", f"{MODEL}{VERSION}/metadata")),
+    (Live, "live", ("/healthz/live",)),
+    (Ready, "ready", ("/healthz/ready",)),
+    (MetricsText, "metrics", ("/metrics",)),
 )
 
 
@@ -48,12 +55,17 @@ class JsonErrorApi(Api):
 def create_app(config: Config | Mapping[str, Any] | None = None, model: ServedModel | None = None) -> Flask:
     """Build the WSGI app; load the model unless one is given (tests give a fake)."""
     settings = _settings(config)
+    configure_logging(settings.log_level)
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.url_map.converters["model_name"] = ModelNameConverter
     model = model or load_model(settings)
+    services = build_services(model, settings)
     install_response_headers(app, model)
-    register_resources(app, model, settings)
+    install_telemetry(app, services.metrics, model.name)
+    if settings.api_keys_file:
+        install_authentication(app, ApiKeys(settings.api_keys_file))
+    register_resources(app, services)
     register_error_handlers(app)
     return app
 
@@ -62,18 +74,36 @@ def load_model(settings: Config) -> ServedModel:
     """Load and warm the configured model in this process (a gunicorn worker, after fork)."""
     # Thread pools can only be sized before TensorFlow's first op, so this comes first.
     configure_tensorflow_threads(settings.intra_op_threads, settings.tf_inter_op_threads)
-    model = ServedModel(settings.model_path, settings.served_name, settings.model_version)
+    model = ServedModel(settings.model_path, settings.served_name, settings.model_version,
+                        allow_unsafe=settings.allow_unsafe_model)
     model.load()
     return model
 
 
-def register_resources(app: Flask, model: ServedModel, settings: Config) -> Api:
-    """Add every route of ROUTES, injecting the model and settings into the resources."""
+def build_services(model: ServedModel, settings: Config) -> Services:
+    """The metrics, prediction monitor and batcher of this process, around the loaded model."""
+    metrics = Metrics(settings.prometheus_multiproc_dir, settings.prediction_bucket_values)
+    monitor = batcher = None
+    if model.ready:
+        metrics.record_model(model)
+        monitor = PredictionMonitor(metrics, model.name, model.signature, settings.prediction_monitoring)
+        batcher = Batcher(
+            model.predict,
+            max_batch_size=settings.max_batch_size,
+            max_wait_seconds=settings.max_batch_wait_ms / 1000,
+            max_queue=settings.batch_queue_size,
+            metrics=metrics,
+            model_name=model.name,
+        )
+    return Services(model=model, config=settings, metrics=metrics, monitor=monitor, batcher=batcher)
+
+
+def register_resources(app: Flask, services: Services) -> Api:
+    """Add every route of ROUTES, injecting the services into each resource."""
     api = JsonErrorApi(app, catch_all_404s=True)
     api.representations = {"application/json": _json_response}
-    for resource, paths in ROUTES:
-        kwargs = {} if resource is Live else {"model": model, "config": settings}
-        api.add_resource(resource, *paths, resource_class_kwargs=kwargs)
+    for resource, endpoint, paths in ROUTES:
+        api.add_resource(resource, *paths, endpoint=endpoint, resource_class_kwargs={"services": services})
     return api
 
 

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 
+PREDICTION_MONITORING_CHOICES = ("auto", "classifier", "regressor", "off")
+
+
 def available_cores() -> int:
     """Return the number of CPU cores this process may run on."""
     try:
@@ -35,14 +38,43 @@ class Config:
     model_path: str = setting("MODEL_PATH", "models/digits.keras", "Keras 3 `.keras` file to serve.")
     model_name: str = setting("MODEL_NAME", "", "Name in `/v1/models/<name>`; empty means the file's stem.")
     model_version: str = setting("MODEL_VERSION", "1", "Version reported by the status endpoint and `X-Model-Version`.")
+    allow_unsafe_model: bool = setting(
+        "ALLOW_UNSAFE_MODEL", False, "Load files that run code (Lambda layers). Only for files you trust."
+    )
+    # Security.
+    api_keys_file: str = setting(
+        "API_KEYS_FILE", "", "File of hashed API keys (scripts/api_keys.py); empty turns authentication off."
+    )
+    # nginx's protections (the public listener).
+    rate_limit_rps: int = setting("RATE_LIMIT_RPS", 200, "Requests per second per client before 429 (0: no limit).")
+    rate_limit_burst: int = setting("RATE_LIMIT_BURST", 400, "Requests a client may send above the rate at once.")
+    conn_limit: int = setting("CONN_LIMIT", 200, "Open connections per client (0: no limit).")
+    rate_limit_exempt: str = setting(
+        "RATE_LIMIT_EXEMPT", "127.0.0.0/8", "Comma-separated CIDRs never rate limited (local tools, load tests)."
+    )
+    trusted_proxies: str = setting(
+        "TRUSTED_PROXIES", "", "CIDRs whose X-Forwarded-For names the client (the ALB's subnets on AWS)."
+    )
+    client_timeout_s: int = setting(
+        "CLIENT_TIMEOUT_S", 10, "Seconds nginx waits for a client's headers or next body bytes (408 after)."
+    )
     # Request limits.
     max_instances: int = setting("MAX_INSTANCES", 1024, "Most instances (rows) accepted in one request.")
     max_body_bytes: int = setting(
         "MAX_BODY_BYTES", 8 * 1024 * 1024, "Largest request body, enforced by nginx and by the app (413)."
     )
+    # Batching and load shedding (per worker).
+    max_batch_size: int = setting("MAX_BATCH_SIZE", 64, "Most instances joined into one model call.")
+    max_batch_wait_ms: float = setting(
+        "MAX_BATCH_WAIT_MS", 0.0, "How long a batch waits for more requests after its first (0: take what is queued)."
+    )
+    batch_queue_size: int = setting("BATCH_QUEUE_SIZE", 64, "Requests waiting for the model per worker; beyond it, 503.")
+    request_deadline_ms: int = setting(
+        "REQUEST_DEADLINE_MS", 1000, "A request not answered this long after nginx received it gets 503 at once."
+    )
     # gunicorn.
     workers: int = setting("WEB_CONCURRENCY", available_cores(), "gunicorn worker processes; each loads the model.")
-    threads: int = setting("GUNICORN_THREADS", 4, "Request threads per worker (gthread).")
+    threads: int = setting("GUNICORN_THREADS", 8, "Request threads per worker (gthread); they feed the batcher.")
     bind: str = setting("GUNICORN_BIND", "unix:run/gunicorn.sock", "Where gunicorn listens; nginx proxies to it.")
     timeout: int = setting("GUNICORN_TIMEOUT", 60, "Seconds a silent worker (loading or stuck) lives before it is replaced.")
     graceful_timeout: int = setting(
@@ -59,8 +91,23 @@ class Config:
         "TF_INTRA_OP_THREADS", 0, "Threads per op in each worker; 0 means cores / workers."
     )
     tf_inter_op_threads: int = setting("TF_INTER_OP_THREADS", 1, "Ops run concurrently in each worker.")
-    # Logging.
-    log_level: str = setting("LOG_LEVEL", "info", "Log level of the app and gunicorn.")
+    # Observability.
+    log_level: str = setting("LOG_LEVEL", "info", "Log level of the app and gunicorn (JSON lines on stdout).")
+    metrics_port: int = setting("METRICS_PORT", 9101, "nginx's monitoring listener for `GET /metrics`; never public.")
+    prometheus_multiproc_dir: str = setting(
+        "PROMETHEUS_MULTIPROC_DIR", "", "Where workers write metrics so `/metrics` adds them up; set by the stack."
+    )
+    prediction_monitoring: str = setting(
+        "PREDICTION_MONITORING", "auto", "`classifier`, `regressor`, `off`, or `auto` (from the output signature)."
+    )
+    prediction_buckets: str = setting(
+        "PREDICTION_BUCKETS", "-10,-1,-0.1,0,0.1,1,10,100,1000", "Histogram buckets for a regressor's predictions."
+    )
+
+    def __post_init__(self):
+        if self.prediction_monitoring not in PREDICTION_MONITORING_CHOICES:
+            raise ValueError(f"PREDICTION_MONITORING must be one of {', '.join(PREDICTION_MONITORING_CHOICES)}")
+        self.prediction_bucket_values  # noqa: B018 (parse now, so a typo fails at start)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -90,18 +137,47 @@ class Config:
         return self.model_name or Path(self.model_path).stem
 
     @property
+    def rate_limit_exempt_cidrs(self) -> list[str]:
+        """RATE_LIMIT_EXEMPT as a list."""
+        return [cidr.strip() for cidr in self.rate_limit_exempt.split(",") if cidr.strip()]
+
+    @property
+    def trusted_proxy_cidrs(self) -> list[str]:
+        """TRUSTED_PROXIES as a list."""
+        return [cidr.strip() for cidr in self.trusted_proxies.split(",") if cidr.strip()]
+
+    @property
+    def prediction_bucket_values(self) -> tuple[float, ...]:
+        """PREDICTION_BUCKETS as sorted floats."""
+        try:
+            return tuple(sorted(float(edge) for edge in self.prediction_buckets.split(",")))
+        except ValueError:
+            raise ValueError(f"PREDICTION_BUCKETS must be comma-separated numbers, got {self.prediction_buckets!r}") from None
+
+    @property
     def intra_op_threads(self) -> int:
         """TensorFlow threads per op, so that workers x threads is about the core count."""
         return self.tf_intra_op_threads or max(1, available_cores() // max(1, self.workers))
 
 
 def _parse(env: str, raw: str, type_name: str) -> Any:
-    if type_name == "int":
-        try:
-            return int(raw)
-        except ValueError:
-            raise ValueError(f"{env} must be an integer, got {raw!r}") from None
-    return raw
+    parsers = {"int": (int, "an integer"), "float": (float, "a number"), "bool": (_boolean, "true or false")}
+    if type_name not in parsers:
+        return raw
+    parse, expected = parsers[type_name]
+    try:
+        return parse(raw)
+    except ValueError:
+        raise ValueError(f"{env} must be {expected}, got {raw!r}") from None
+
+
+def _boolean(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError(raw)
 
 
 def markdown_table() -> str:

@@ -38,6 +38,23 @@ class InvalidInput(ApiError):
     description = "invalid request body"
 
 
+class Unauthorized(ApiError):
+    """401: no API key, or not sent as ``Authorization: Bearer <key>``."""
+
+    code = 401
+    description = "an API key is needed"
+
+    def get_headers(self, environ=None, scope=None) -> list[tuple[str, str]]:  # noqa: D102
+        return super().get_headers(environ, scope) + [("WWW-Authenticate", 'Bearer realm="keras-fleet"')]
+
+
+class Forbidden(ApiError):
+    """403: an API key was sent but it is not valid."""
+
+    code = 403
+    description = "the API key is not valid"
+
+
 class ModelNotFound(ApiError):
     """404: no served model (or version) has that name, or the path does not exist."""
 
@@ -82,6 +99,14 @@ class ModelNotReady(ApiError):
 
     code = 503
     description = "model is not ready yet; retry shortly"
+    retry_after = 1
+
+
+class ServerOverloaded(ApiError):
+    """503: this worker cannot answer before the request's deadline; retry (another instance)."""
+
+    code = 503
+    description = "the server is at capacity; retry shortly"
     retry_after = 1
 
 

@@ -85,8 +85,9 @@ def configure_tensorflow_threads(intra_op: int, inter_op: int) -> None:
 class ServedModel:
     """A Keras 3 model file, loaded in this process and called through a compiled function."""
 
-    def __init__(self, path: str | Path, name: str, version: str = "1"):
+    def __init__(self, path: str | Path, name: str, version: str = "1", allow_unsafe: bool = False):
         self.path = Path(path)
+        self.allow_unsafe = allow_unsafe
         self.name = name
         self.version = version
         self.ready = False
@@ -145,10 +146,14 @@ class ServedModel:
         if self.path.suffix != ".keras":
             raise ModelLoadError(f"MODEL_PATH {str(self.path)!r} is not a Keras 3 `.keras` file")
         try:
-            # safe_mode refuses files that would run arbitrary code when loaded (Lambda layers).
-            return keras.saving.load_model(self.path, compile=False, safe_mode=True)
+            # safe_mode refuses files that would run arbitrary code when loaded (Lambda
+            # layers); only an explicit ALLOW_UNSAFE_MODEL turns it off.
+            return keras.saving.load_model(self.path, compile=False, safe_mode=not self.allow_unsafe)
         except Exception as exc:  # Keras raises many types; the operator needs the message.
-            raise ModelLoadError(f"cannot load {str(self.path)!r}: {_first_line(exc)}") from exc
+            message = f"cannot load {str(self.path)!r}: {_first_line(exc)}"
+            if "safe_mode" in str(exc):
+                message += " (Keras Fleet loads in safe mode; set ALLOW_UNSAFE_MODEL=true only for a file you trust)"
+            raise ModelLoadError(message) from exc
 
 
 def _structure(model, which: str):

@@ -7,13 +7,19 @@ of ``api.errors`` and never build an error body themselves.
 
 from __future__ import annotations
 
+import dataclasses
+import time
+
 import numpy as np
-from flask import request
+from flask import Response, g, request
 from flask_restful import Resource
 
 from api.config import Config
-from api.errors import InvalidInput, ModelNotFound, ModelNotReady
+from api.batching import Batcher, Overloaded, request_deadline
+from api.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerOverloaded
+from api.metrics import CONTENT_TYPE, Metrics
 from api.model import ModelInputError, ServedModel, TensorInfo
+from api.monitoring import PredictionMonitor
 from api.validation import SERVING_SIGNATURE, parse_predict_request
 
 # numpy dtype name -> TensorFlow's DataType enum name, as TF Serving's metadata spells it.
@@ -31,12 +37,31 @@ TF_DTYPE_NAMES = {
 }
 
 
-class ModelResource(Resource):
+@dataclasses.dataclass(frozen=True)
+class Services:
+    """What the resources need, built once by the app factory and injected into each."""
+
+    model: ServedModel
+    config: Config
+    metrics: Metrics
+    monitor: PredictionMonitor | None
+    batcher: Batcher | None
+
+
+class ServiceResource(Resource):
+    """Base for resources: receives the services through its constructor."""
+
+    def __init__(self, services: Services):
+        self.services = services
+
+
+class ModelResource(ServiceResource):
     """Base for the endpoints about the served model: resolves name and version."""
 
-    def __init__(self, model: ServedModel, config: Config):
-        self.model = model
-        self.config = config
+    def __init__(self, services: Services):
+        super().__init__(services)
+        self.model = services.model
+        self.config = services.config
 
     def resolve(self, name: str | None, version: str | None) -> ServedModel:
         """Return the served model if the path names it, else raise ModelNotFound."""
@@ -62,14 +87,29 @@ class Predict(ModelResource):
     def post(self, name: str | None = None, version: str | None = None):
         """Run the model on the body's instances and answer in the request's format."""
         model = self.ready_model(name, version)
+        deadline = request_deadline(request.headers.get("X-Request-Start"), self.config.request_deadline_ms / 1000)
+        if deadline <= time.monotonic():
+            # Queued so long before reaching a thread that the client has given up on it:
+            # answer at once rather than spend the model on it.
+            self.shed(Overloaded("expired", "the request waited past its deadline before it could start; retry"))
         parsed = parse_predict_request(
             request.get_data(cache=False), request.mimetype, model.signature, self.config.max_instances
         )
+        g.batch_size = parsed.batch_size
         try:
-            outputs = model.predict(parsed.inputs)
+            outputs = self.services.batcher.submit(parsed.inputs, deadline)
         except ModelInputError as exc:
             raise InvalidInput(f"the model rejected the input values: {exc}") from None
+        except Overloaded as exc:
+            self.shed(exc)
+        if self.services.monitor is not None:
+            self.services.monitor.observe(outputs)
         return format_predictions(outputs, parsed.columnar)
+
+    def shed(self, overload: Overloaded):
+        """Count the shed request and answer 503 with Retry-After."""
+        self.services.metrics.shed.labels(self.model.name, overload.reason).inc()
+        raise ServerOverloaded(str(overload))
 
 
 class ModelStatus(ModelResource):
@@ -112,7 +152,7 @@ class ModelMetadata(ModelResource):
         }
 
 
-class Live(Resource):
+class Live(ServiceResource):
     """GET /healthz/live: 200 while the process runs."""
 
     def get(self):
@@ -127,6 +167,14 @@ class Ready(ModelResource):
         """Answer whether this worker can serve predictions now."""
         model = self.ready_model(None, None)
         return {"status": "ready", "model": model.name, "version": model.version}
+
+
+class MetricsText(ServiceResource):
+    """GET /metrics: Prometheus text for all workers (nginx serves it on METRICS_PORT only)."""
+
+    def get(self):
+        """Expose every series."""
+        return Response(self.services.metrics.exposition(), mimetype=None, content_type=CONTENT_TYPE)
 
 
 def tensor_metadata(info: TensorInfo) -> dict:

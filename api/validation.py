@@ -1,9 +1,11 @@
 """Turn a predict request body into the model's input arrays, or say what to fix.
 
-One plain function, :func:`parse_predict_request`, reads TensorFlow Serving's
-request formats: row (``{"instances": [...]}``) and columnar (``{"inputs": ...}``),
-with named inputs in either. Every problem is raised as an ``InvalidInput`` (400)
-or ``UnsupportedMediaType`` (415) whose message a client can act on.
+One plain function, :func:`parse_predict_request`, reads TensorFlow Serving's JSON
+request formats, row (``{"instances": [...]}``) and columnar (``{"inputs": ...}``),
+with named inputs in either, and binary tensors (``application/x-npy`` for one
+input, ``application/x-npz`` for named inputs; batch-major like columnar JSON).
+Every problem is raised as an ``InvalidInput`` (400) or ``UnsupportedMediaType``
+(415) whose message a client can act on.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from api.binary import NPY_TYPE, NPZ_TYPE, read_npy, read_npz
 from api.errors import InvalidInput, UnsupportedMediaType
 from api.model import Signature, TensorInfo
 
@@ -39,9 +42,16 @@ def parse_predict_request(
     body: bytes, content_type: str | None, signature: Signature, max_instances: int
 ) -> PredictRequest:
     """Validate a predict body against the model's signature and return its arrays."""
-    if (content_type or "").lower() not in JSON_TYPES:
+    content_type = (content_type or "").lower()
+    if content_type in (NPY_TYPE, NPZ_TYPE):
+        arrays = _binary_inputs(body, content_type, signature)
+        checked = {info.name: conform(arrays[info.name], info) for info in signature.inputs}
+        _check_batch(checked, max_instances)
+        return PredictRequest(inputs=checked, columnar=False)
+    if content_type not in JSON_TYPES:
         raise UnsupportedMediaType(
-            f"Content-Type {content_type!r} is not supported; send JSON with Content-Type: application/json"
+            f"Content-Type {content_type!r} is not supported; send application/json, "
+            f"{NPY_TYPE} (one input) or {NPZ_TYPE} (named inputs)"
         )
     document = _load_json(body)
     if not isinstance(document, dict):
@@ -63,6 +73,17 @@ def parse_predict_request(
     arrays = {info.name: to_array(columns[info.name], info) for info in signature.inputs}
     _check_batch(arrays, max_instances)
     return PredictRequest(inputs=arrays, columnar=columnar)
+
+
+def _binary_inputs(body: bytes, content_type: str, signature: Signature) -> dict[str, np.ndarray]:
+    names = signature.input_names
+    if content_type == NPZ_TYPE:
+        arrays = read_npz(body)
+        _check_names(arrays, names, where="the .npz body")
+        return arrays
+    if len(names) > 1:
+        raise InvalidInput(f"the model has named inputs {names}; send them as {NPZ_TYPE} (numpy.savez)")
+    return {names[0]: read_npy(body)}
 
 
 def _load_json(body: bytes) -> Any:
@@ -132,6 +153,13 @@ def to_array(value: Any, info: TensorInfo) -> np.ndarray:
             f"input {info.name!r}: instances have uneven or too deep nesting; "
             f"each must have shape {_shape(info.instance_shape)}"
         ) from None
+    return conform(array, info)
+
+
+def conform(array: np.ndarray, info: TensorInfo) -> np.ndarray:
+    """Check an array's kind of values and shape against the input, and cast it to its dtype."""
+    if array.ndim == 0 or len(array) == 0:
+        raise InvalidInput(f"input {info.name!r} must hold at least one instance (a batch-major array)")
     _check_kind(array, info)
     _check_shape(array, info)
     return _cast(array, info)
@@ -144,7 +172,9 @@ def _check_kind(array: np.ndarray, info: TensorInfo) -> None:
             raise InvalidInput(f"input {info.name!r} takes booleans (true/false)")
         return
     if kind not in "iuf":
-        found = {"U": "strings", "S": "strings", "b": "booleans"}.get(kind, "nulls, objects or out-of-range integers")
+        found = {"U": "strings", "S": "strings", "b": "booleans", "c": "complex numbers"}.get(
+            kind, "nulls, objects or out-of-range integers"
+        )
         raise InvalidInput(f"input {info.name!r} takes numbers ({info.dtype}); found {found}")
     if np.dtype(info.dtype).kind in "iu" and kind == "f":
         raise InvalidInput(f"input {info.name!r} takes integers ({info.dtype}); found fractional numbers")

@@ -4,6 +4,9 @@ Every value comes from the environment through api.config (one table of settings
 documented in the README). Start with:  gunicorn -c deploy/gunicorn.conf.py api.wsgi:app
 """
 
+import shutil
+from pathlib import Path
+
 from api.config import Config
 
 _config = Config.from_env()
@@ -42,14 +45,53 @@ max_requests_jitter = _config.max_requests_jitter
 # Seconds to hold an idle keep-alive connection from nginx open.
 keepalive = 75
 
-# Logs go to stdout/stderr: systemd's journal or the terminal collects them.
-accesslog = None  # nginx writes the access log (with the request id); no need for two.
+# Logs go to stdout/stderr as JSON lines (the app's formatter): systemd's journal or
+# the terminal collects them. nginx writes the access log and the app one line per
+# request, both with the request id; gunicorn's own access log would be a third copy.
+accesslog = None
 errorlog = "-"
 loglevel = _config.log_level
 capture_output = True
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "api.logs.json_formatter"}},
+    "handlers": {"stdout": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stdout"}},
+    "root": {"handlers": ["stdout"], "level": _config.log_level.upper()},
+    "loggers": {
+        "gunicorn.error": {"handlers": ["stdout"], "level": _config.log_level.upper(), "propagate": False},
+        # Silenced: the app's per-request line replaces it (see accesslog above).
+        "gunicorn.access": {"handlers": [], "level": "CRITICAL", "propagate": False},
+    },
+}
 
 # The socket file is reachable by the local nginx only through filesystem rights.
 umask = 0o007 if _config.bind.startswith("unix:") else 0
 
+# gunicorn's control socket (a shared ~/.gunicorn/gunicorn.ctl by default) is not used:
+# signals and the pid file are the operator interface, and several stacks on one
+# machine (tests, a local fleet) must not fight over one path.
+control_socket_disable = True
+
 # Name the processes so `ps` shows which is which.
 proc_name = "keras-fleet"
+
+
+# --- Metrics across workers (prometheus-client multiprocess mode) ---------------------
+# Workers write their series to files in PROMETHEUS_MULTIPROC_DIR; /metrics adds them.
+
+
+def on_starting(server):
+    """Start from an empty metrics directory: files of a previous run would be added in."""
+    if _config.prometheus_multiproc_dir:
+        directory = Path(_config.prometheus_multiproc_dir)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (in flight, queue depth); its counters stay counted."""
+    if _config.prometheus_multiproc_dir:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, _config.prometheus_multiproc_dir)

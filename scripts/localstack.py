@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from render_nginx import render
+from render_nginx import render, site_values
 
 from api.config import Config
 
@@ -40,11 +40,17 @@ class StackError(RuntimeError):
 class LocalStack:
     """nginx + gunicorn, configured and run from one directory."""
 
-    def __init__(self, run_dir: Path, host: str, port: int):
+    def __init__(self, run_dir: Path, host: str, port: int, metrics_port: int | None = None,
+                 app: str = "api.wsgi:app"):
+        # app: the WSGI target; `make bench` runs its comparison apps (scripts/bench_apps.py)
+        # in this same stack.
         self.run_dir = run_dir.resolve()
+        self.app = app
         self.host = host
         self.port = port
         self.config = Config.from_env()
+        self.metrics_port = metrics_port or self.config.metrics_port
+        self.metrics_dir = self.run_dir / "prometheus"
         self.logs = self.run_dir / "logs"
         self.socket = self.run_dir / "gunicorn.sock"
         self.gunicorn_pidfile = self.run_dir / "gunicorn.pid"
@@ -59,15 +65,18 @@ class LocalStack:
         """Render nginx's main config and the site into the run directory; return the main one."""
         for path in (self.logs, *(self.run_dir / "nginx-tmp" / d for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))):
             path.mkdir(parents=True, exist_ok=True)
+        headers = self.run_dir / "keras-fleet-headers.conf"
+        headers.write_text((NGINX_DIR / "keras-fleet-headers.conf").read_text())
         site = render(
             (NGINX_DIR / "keras-fleet.conf").read_text(),
-            {
-                "LISTEN": f"{self.host}:{self.port}",
-                "UPSTREAM": f"unix:{self.socket}",
-                "ACCESS_LOG": self.logs / "access.log",
-                "MAX_BODY_BYTES": self.config.max_body_bytes,
-                "PROXY_TIMEOUT": self.config.timeout,
-            },
+            site_values(
+                self.config,
+                listen=f"{self.host}:{self.port}",
+                metrics_listen=f"{self.host}:{self.metrics_port}",
+                upstream=f"unix:{self.socket}",
+                access_log=str(self.logs / "access.log"),
+                headers_file=str(headers),
+            ),
         )
         (self.run_dir / "keras-fleet.conf").write_text(site)
         # As root, nginx would run its workers as "nobody", who cannot open the socket
@@ -87,18 +96,27 @@ class LocalStack:
                               capture_output=True, text=True)
         if test.returncode != 0:
             raise StackError(f"nginx rejected its configuration:\n{test.stderr}")
-        env = dict(os.environ, GUNICORN_BIND=f"unix:{self.socket}", PYTHONUNBUFFERED="1")
+        env = dict(
+            os.environ,
+            GUNICORN_BIND=f"unix:{self.socket}",
+            PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
+            PYTHONUNBUFFERED="1",
+        )
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        output = None if foreground else open(self.logs / "gunicorn.log", "ab")
+        # Background: JSON log lines (app and gunicorn) to app.log; native libraries'
+        # stderr chatter (TensorFlow's C++ start-up lines) to stderr.log, so app.log
+        # stays one JSON object per line.
+        stdout = None if foreground else open(self.logs / "app.log", "ab")
+        stderr = None if foreground else open(self.logs / "stderr.log", "ab")
         gunicorn = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--pid", str(self.gunicorn_pidfile), "api.wsgi:app"],
-            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT if output else None,
+            [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "--pid", str(self.gunicorn_pidfile),
+             *(["--pythonpath", str(REPO / "scripts")] if self.app.startswith("bench_apps:") else []), self.app],
+            cwd=REPO, env=env, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
             start_new_session=True,  # Ctrl-C reaches only the supervisor, which stops gracefully
         )
         nginx_proc = subprocess.Popen(
             [nginx, "-p", str(self.run_dir), "-c", str(conf), "-e", str(self.logs / "nginx-error.log"), "-g", "daemon off;"],
-            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT if output else None,
-            start_new_session=True,
+            stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr, start_new_session=True,
         )
         return [gunicorn, nginx_proc]
 
@@ -143,16 +161,17 @@ class LocalStack:
             pidfile.unlink(missing_ok=True)
 
     def _check_port_free(self) -> None:
-        with socket.socket() as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((self.host, self.port))
-            except OSError:
-                raise StackError(f"{self.host}:{self.port} is in use; stop what holds it or set PORT=...") from None
+        for port, variable in ((self.port, "PORT"), (self.metrics_port, "METRICS_PORT")):
+            with socket.socket() as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    probe.bind((self.host, port))
+                except OSError:
+                    raise StackError(f"{self.host}:{port} is in use; stop what holds it or set {variable}=...") from None
 
     def _log_tail(self) -> str:
         parts = []
-        for log in (self.logs / "gunicorn.log", self.logs / "nginx-error.log"):
+        for log in (self.logs / "app.log", self.logs / "stderr.log", self.logs / "nginx-error.log"):
             if log.exists() and log.stat().st_size:
                 lines = log.read_text(errors="replace").splitlines()[-15:]
                 parts.append(f"\n--- last lines of {log} ---\n" + "\n".join(lines))
@@ -266,10 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-dir", type=Path, default=REPO / "run", help="configs, sockets, pids and logs")
     parser.add_argument("--host", default="127.0.0.1", help="address nginx listens on")
     parser.add_argument("--port", type=int, default=8080, help="port nginx listens on")
+    parser.add_argument("--metrics-port", type=int, help="nginx's monitoring port (default: METRICS_PORT)")
     parser.add_argument("--ready-timeout", type=float, default=180, help="seconds to wait for /healthz/ready")
     args = parser.parse_args(argv)
     try:
-        stack = LocalStack(args.run_dir, args.host, args.port)
+        stack = LocalStack(args.run_dir, args.host, args.port, args.metrics_port)
         if args.command == "serve":
             return serve(stack, args.ready_timeout)
         if args.command == "up":

@@ -24,6 +24,40 @@ def render(template: str, values: dict[str, object]) -> str:
     return PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), template)
 
 
+def site_values(config, *, listen: str, metrics_listen: str, upstream: str, access_log: str,
+                headers_file: str) -> dict[str, object]:
+    """Every placeholder of deploy/nginx/keras-fleet.conf, from the stack's settings (api.config.Config).
+
+    The addresses and paths differ between a local run and a VM; everything else comes
+    from the same settings the app reads, so the two cannot drift apart.
+    """
+    rate = config.rate_limit_rps
+    real_ip = [f"set_real_ip_from {cidr};" for cidr in config.trusted_proxy_cidrs]
+    if real_ip:
+        real_ip += ["real_ip_header X-Forwarded-For;", "real_ip_recursive on;"]
+    return {
+        "LISTEN": listen,
+        "METRICS_LISTEN": metrics_listen,
+        "UPSTREAM": upstream,
+        "ACCESS_LOG": access_log,
+        "HEADERS_FILE": headers_file,
+        "MAX_BODY_BYTES": config.max_body_bytes,
+        "PROXY_TIMEOUT": config.timeout,
+        "CLIENT_TIMEOUT_S": config.client_timeout_s,
+        "REAL_IP": "\n".join(real_ip) or "# (no trusted proxies: the peer's address is the client)",
+        "RATE_LIMIT_EXEMPT": "\n".join(f"    {cidr} 1;" for cidr in config.rate_limit_exempt_cidrs),
+        # The zone needs a rate even when limiting is off; it is then never used.
+        "RATE_LIMIT_ZONE_RPS": rate or 1,
+        "RATE_LIMIT_RPS": rate,
+        "RATE_LIMIT_BURST": config.rate_limit_burst,
+        "CONN_LIMIT": config.conn_limit,
+        "LIMIT_REQ": f"limit_req zone=keras_fleet_rate burst={config.rate_limit_burst} nodelay;" if rate
+        else "# (RATE_LIMIT_RPS=0: no rate limit)",
+        "LIMIT_CONN": f"limit_conn keras_fleet_conn {config.conn_limit};" if config.conn_limit
+        else "# (CONN_LIMIT=0: no connection limit)",
+    }
+
+
 def main(argv: list[str]) -> int:
     """CLI: render TEMPLATE with NAME=VALUE pairs to standard output."""
     if len(argv) < 1:

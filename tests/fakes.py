@@ -30,6 +30,8 @@ class FakeModel:
         self.name = name
         self.version = version
         self.ready = ready
+        self.load_seconds = 0.25
+        self.warmup_seconds = 0.05
         self.calls: list[dict[str, np.ndarray]] = []
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

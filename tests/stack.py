@@ -16,6 +16,7 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 LOCALSTACK = REPO / "scripts" / "localstack.py"
+DIGITS = REPO / "models" / "digits.keras"
 
 
 def free_port() -> int:
@@ -31,14 +32,17 @@ class RunningStack:
     def __init__(self, run_dir: Path, env: dict[str, str]):
         self.run_dir = run_dir
         self.port = free_port()
+        self.metrics_port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **env}
         self.session = requests.Session()
 
     def command(self, name: str, timeout: float = 240) -> subprocess.CompletedProcess:
         """Run one localstack.py command against this stack."""
         return subprocess.run(
-            [sys.executable, str(LOCALSTACK), name, "--run-dir", str(self.run_dir), "--port", str(self.port)],
+            [sys.executable, str(LOCALSTACK), name, "--run-dir", str(self.run_dir), "--port", str(self.port),
+             "--metrics-port", str(self.metrics_port)],
             env=self.env, capture_output=True, text=True, timeout=timeout,
         )
 
@@ -64,7 +68,29 @@ class RunningStack:
         """GET through nginx."""
         return self.session.get(self.url + path, timeout=60, **kwargs)
 
+    def metrics(self) -> str:
+        """Prometheus text from the monitoring listener."""
+        response = requests.get(self.metrics_url, timeout=10)
+        response.raise_for_status()
+        return response.text
+
     def access_log(self) -> list[str]:
         """nginx's JSON access log lines so far."""
-        log = self.run_dir / "logs" / "access.log"
+        return self._log("access.log")
+
+    def app_log(self) -> list[str]:
+        """The app's and gunicorn's JSON log lines so far."""
+        return self._log("app.log")
+
+    def _log(self, name: str) -> list[str]:
+        log = self.run_dir / "logs" / name
         return log.read_text().splitlines() if log.exists() else []
+
+
+def start_digits_stack(run_dir: Path, workers: int) -> RunningStack:
+    """The demo model behind real nginx and gunicorn, started and ready; stop() it when done."""
+    assert DIGITS.is_file(), "the demo model is missing: `make test` trains it first"
+    # A generous deadline: on a busy shared machine, overload shedding (a 503 by design,
+    # tested on its own) must not be mistaken for the failures these tests look for.
+    env = {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": str(workers), "REQUEST_DEADLINE_MS": "30000"}
+    return RunningStack(run_dir, env).start()

@@ -252,3 +252,121 @@ def test_server_fault_is_a_json_500_and_the_app_keeps_serving():
     client = create_app(TEST_CONFIG, model=BrokenModel()).test_client()
     assert_error(post(client, "/predict", {"instances": [IMAGE]}), 500, ["internal server error"])
     assert client.get("/healthz/live").status_code == 200
+
+
+# --- binary tensors -----------------------------------------------------------------------
+
+
+def npy(array) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=True)
+    return buffer.getvalue()
+
+
+def npz(compressed=False, **arrays) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    (np.savez_compressed if compressed else np.savez)(buffer, **arrays)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int16", "uint8"])
+def test_npy_body_predicts_like_json(client, model, dtype):
+    images = np.array([IMAGE, BLANK], dtype=dtype)
+    response = post(client, "/predict", npy(images), content_type="application/x-npy")
+    assert response.status_code == 200, response.get_json()
+    assert np.allclose(response.get_json()["predictions"], [[31.5] * 10, [0.0] * 10])
+    assert model.calls[-1]["pixels"].dtype == np.float32
+
+
+def test_fortran_ordered_npy_keeps_its_values(client, model):
+    images = np.asfortranarray(np.array([IMAGE, BLANK], dtype="float32"))
+    assert post(client, "/predict", npy(images), content_type="application/x-npy").status_code == 200
+    np.testing.assert_array_equal(model.calls[-1]["pixels"], np.array([IMAGE, BLANK], "float32"))
+
+
+@pytest.mark.parametrize("compressed", [False, True])
+def test_npz_body_feeds_named_inputs(multi_client, compressed):
+    body = npz(compressed, features=np.array([[1, 2, 3]], "float32"), ids=np.array([10], "int32"))
+    response = post(multi_client, "/v1/models/multi:predict", body, content_type="application/x-npz")
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == {"predictions": [{"total": 16.0, "doubled": [2.0, 4.0, 6.0]}]}
+
+
+def truncated_npy():
+    return npy(np.zeros((2, 8, 8), "float32"))[:-10]
+
+
+def lying_header():
+    # A header declaring a huge shape over a few bytes: must be refused before any allocation.
+    raw = npy(np.zeros((1, 8, 8), "float32"))
+    return raw.replace(b"'shape': (1, 8, 8), ", b"'shape': (99999999, 8, 8),")
+
+
+@pytest.mark.parametrize(
+    "body, content_type, words",
+    [
+        (lambda: npy(np.array([{"evil": 1}], dtype=object)), "application/x-npy", ["python objects", "pickle"]),
+        (truncated_npy, "application/x-npy", ["truncated"]),
+        (lying_header, "application/x-npy", ["truncated or padded"]),
+        (lambda: b"not an npy file", "application/x-npy", ["not a valid .npy"]),
+        (lambda: b"", "application/x-npy", ["not a valid .npy"]),
+        (lambda: npy(np.zeros((2, 8, 7), "float32")), "application/x-npy", ["shape (8, 8)", "got (8, 7)"]),
+        (lambda: npy(np.zeros((8, 8), "float32")), "application/x-npy", ["shape (8, 8)"]),
+        (lambda: npy(np.zeros((0, 8, 8), "float32")), "application/x-npy", ["at least one instance"]),
+        (lambda: npy(np.float32(1.0)), "application/x-npy", ["at least one instance"]),
+        (lambda: npy(np.full((1, 8, 8), np.nan, "float32")), "application/x-npy", ["finite"]),
+        (lambda: npy(np.full((1, 8, 8), 1e300)), "application/x-npy", ["range of float32"]),
+        (lambda: npy(np.zeros((1, 8, 8), "complex64")), "application/x-npy", ["complex"]),
+        (lambda: npy(np.array([[["a"] * 8] * 8])), "application/x-npy", ["strings"]),
+        (lambda: npy(np.zeros((1, 8, 8), bool)), "application/x-npy", ["booleans"]),
+        (lambda: npy(np.zeros((17, 8, 8), "float32")), "application/x-npy", ["too many instances"]),
+        (lambda: npz(pixels=np.zeros((1, 8, 8), "float32")), "application/x-npy", ["not a valid .npy"]),
+        (lambda: b"PK\x03\x04garbage", "application/x-npz", ["not a valid zip"]),
+        (lambda: npz(pixel=np.zeros((1, 8, 8), "float32")), "application/x-npz", ["unknown input 'pixel'"]),
+        (lambda: npz(compressed=True, pixels=np.zeros((300, 8, 8), "float32")), "application/x-npz", ["inflates"]),
+    ],
+)
+def test_bad_binary_bodies_get_400(client, model, body, content_type, words):
+    assert_error(post(client, "/predict", body(), content_type=content_type), 400, words)
+    assert model.calls == []
+
+
+@pytest.mark.parametrize(
+    "body, words",
+    [
+        (lambda: npy(np.zeros((1, 3), "float32")), ["named inputs", "application/x-npz"]),
+        (lambda: npz(features=np.zeros((1, 3), "float32")), ["missing input 'ids'"]),
+        (lambda: npz(features=np.zeros((1, 3), "float32"), ids=np.array([1.5], "float32")), ["integers"]),
+        (lambda: npz(features=np.zeros((2, 3), "float32"), ids=np.array([1], "int32")), ["same number"]),
+        (lambda: npz(features=np.zeros((1, 3)), ids=np.array([2**40])), ["range of int32"]),
+    ],
+)
+def test_bad_binary_named_inputs_get_400(multi_client, body, words):
+    content_type = "application/x-npz" if body().startswith(b"PK") else "application/x-npy"
+    assert_error(post(multi_client, "/v1/models/multi:predict", body(), content_type=content_type), 400, words)
+
+
+# --- overload -------------------------------------------------------------------------------
+
+
+def test_full_queue_answers_503_with_retry_after_never_500(model):
+    client = create_app({**TEST_CONFIG, "BATCH_QUEUE_SIZE": 0}, model=model).test_client()
+    response = post(client, "/predict", {"instances": [IMAGE]})
+    assert_error(response, 503, ["at capacity"])
+    assert response.headers["Retry-After"] == "1"
+    metrics = client.get("/metrics").get_data(as_text=True)
+    assert 'keras_fleet_requests_shed_total{model="digits",reason="queue_full"} 1.0' in metrics
+
+
+def test_request_that_waited_past_its_deadline_is_shed_before_parsing(client, model):
+    import time
+
+    stale = f"t={time.time() - 5:.3f}"
+    response = post(client, "/predict", b"{not even json", headers={"X-Request-Start": stale})
+    assert_error(response, 503, ["deadline"])
+    assert response.headers["Retry-After"] == "1"
+    assert model.calls == []

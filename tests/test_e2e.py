@@ -13,11 +13,10 @@ import numpy as np
 import pytest
 
 from tests import keras_models
-from tests.stack import REPO, RunningStack
+from tests.stack import DIGITS, RunningStack, start_digits_stack
 
 pytestmark = pytest.mark.e2e
 
-DIGITS = REPO / "models" / "digits.keras"
 JSON = {"Content-Type": "application/json"}
 
 
@@ -43,9 +42,7 @@ def process_alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def digits_stack(tmp_path_factory):
-    assert DIGITS.is_file(), "the demo model is missing: `make test` trains it first"
-    stack = RunningStack(tmp_path_factory.mktemp("digits-run"), {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": "2"})
-    stack.start()
+    stack = start_digits_stack(tmp_path_factory.mktemp("digits-run"), workers=2)
     yield stack
     stack.stop()
 
@@ -56,7 +53,7 @@ def slow_stack(tmp_path_factory):
     model_path = keras_models.save_slow(tmp_path_factory.mktemp("slow-model") / "slow.keras")
     stack = RunningStack(
         tmp_path_factory.mktemp("slow-run"),
-        {"MODEL_PATH": str(model_path), "WEB_CONCURRENCY": "2", "MAX_INSTANCES": "4096"},
+        {"MODEL_PATH": str(model_path), "WEB_CONCURRENCY": "2", "MAX_INSTANCES": "4096", "REQUEST_DEADLINE_MS": "60000"},
     )
     stack.start()
     yield stack
@@ -216,3 +213,39 @@ def test_gunicorn_term_finishes_in_flight_then_nginx_answers_json_503(slow_stack
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
     assert "not available" in response.json()["error"]
+
+
+def test_npy_body_through_nginx_answers_like_json(digits_stack):
+    import io
+
+    images = digits_images(3)
+    buffer = io.BytesIO()
+    np.save(buffer, images)
+    binary = digits_stack.post("/predict", data=buffer.getvalue(), headers={"Content-Type": "application/x-npy"})
+    assert binary.status_code == 200, binary.text
+    as_json = digits_stack.post("/predict", json={"instances": images.tolist()})
+    np.testing.assert_allclose(binary.json()["predictions"], as_json.json()["predictions"], rtol=1e-5)
+
+
+def test_overload_is_shed_with_503_and_retry_after_never_500(tmp_path):
+    model_path = keras_models.save_slow(tmp_path / "slow.keras")
+    stack = RunningStack(tmp_path / "run", {
+        "MODEL_PATH": str(model_path), "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "6", "MAX_INSTANCES": "4096",
+        "BATCH_QUEUE_SIZE": "1", "MAX_BATCH_SIZE": "4096", "REQUEST_DEADLINE_MS": "60000",
+    })
+    stack.start()
+    try:
+        pool, futures = send_slow_requests(stack, 6)
+        responses = [future.result() for future in futures]
+        pool.shutdown()
+        statuses = sorted(response.status_code for response in responses)
+        assert 200 in statuses and 503 in statuses, statuses
+        assert set(statuses) <= {200, 503}
+        for response in responses:
+            if response.status_code == 503:
+                assert response.headers["Retry-After"] == "1"
+                assert "capacity" in response.json()["error"]
+        assert stack.get("/healthz/ready").status_code == 200
+        assert 'reason="queue_full"' in stack.metrics()
+    finally:
+        stack.stop()

@@ -89,9 +89,17 @@ def test_value_the_model_rejects_is_a_model_input_error(multi):
 
 def test_lambda_layers_are_refused_by_safe_mode(model_dir):
     model = ServedModel(keras_models.save_with_lambda(model_dir / "lambda.keras"), "lambda")
-    with pytest.raises(ModelLoadError, match="Lambda"):
+    with pytest.raises(ModelLoadError, match="Lambda.*ALLOW_UNSAFE_MODEL=true"):
         model.load()
     assert not model.ready
+
+
+def test_lambda_layers_load_only_when_unsafe_loading_is_allowed(model_dir):
+    path = keras_models.save_with_lambda(model_dir / "trusted.keras")
+    client = create_app({"MODEL_PATH": str(path), "ALLOW_UNSAFE_MODEL": "true"}).test_client()
+    response = client.post("/predict", json={"instances": [[1.0, 2.5]]})
+    assert response.status_code == 200
+    assert response.get_json()["predictions"] == [[2.0, 5.0]]
 
 
 @pytest.mark.parametrize(

@@ -187,7 +187,7 @@ def test_instances_accept_http_from_the_load_balancer_and_metrics_from_monitorin
     assert metrics["Condition"] == "HasMonitoring"
     assert metrics["Properties"]["FromPort"] == metrics["Properties"]["ToPort"] == {"Ref": "MetricsPort"}
     assert metrics["Properties"]["CidrIp"] == {"Ref": "MonitoringCidr"}
-    assert template["Parameters"]["MetricsPort"]["Default"] == 9101
+    assert template["Parameters"]["MetricsPort"]["Default"] == Config.from_env(environ={}).metrics_port
     assert template["Parameters"]["MonitoringCidr"]["Default"] == ""
 
 

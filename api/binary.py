@@ -1,0 +1,73 @@
+"""Binary tensor bodies: numpy's `.npy` (one array) and `.npz` (named arrays).
+
+Both are read without pickle and header first: the declared dtype, shape and size
+are checked against the body before any data is touched, so a hostile header cannot
+make the server allocate memory or run code. The arrays are zero-copy views of the
+body.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+from numpy.lib import format as npy_format
+
+from api.errors import InvalidInput
+
+NPY_TYPE = "application/x-npy"
+NPZ_TYPE = "application/x-npz"
+# A compressed .npz may inflate; more than this many times the body is refused.
+MAX_INFLATION = 4
+
+
+def read_npy(body: bytes, what: str = "the .npy body") -> np.ndarray:
+    """Return the array of a `.npy` file, or raise InvalidInput saying what is wrong."""
+    stream = io.BytesIO(body)
+    try:
+        version = npy_format.read_magic(stream)
+        if version == (1, 0):
+            shape, fortran_order, dtype = npy_format.read_array_header_1_0(stream)
+        elif version == (2, 0):
+            shape, fortran_order, dtype = npy_format.read_array_header_2_0(stream)
+        else:
+            raise InvalidInput(f"{what}: .npy format version {version} is not supported; use numpy.save")
+    except (ValueError, EOFError, SyntaxError) as exc:
+        raise InvalidInput(f"{what} is not a valid .npy file ({exc})") from None
+    if dtype.hasobject:
+        raise InvalidInput(f"{what} holds Python objects (pickle), which are never loaded; send numbers")
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    offset = stream.tell()
+    if len(body) - offset != count * dtype.itemsize:
+        raise InvalidInput(
+            f"{what} is truncated or padded: its header declares shape {tuple(shape)} of {dtype} "
+            f"({count * dtype.itemsize} bytes), the body holds {len(body) - offset}"
+        )
+    array = np.frombuffer(body, dtype=dtype, count=count, offset=offset)
+    return array.reshape(shape, order="F" if fortran_order else "C")
+
+
+def read_npz(body: bytes) -> dict[str, np.ndarray]:
+    """Return the named arrays of a `.npz` file (numpy.savez), or raise InvalidInput."""
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(body))
+        members = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, EOFError) as exc:
+        raise InvalidInput(f"the .npz body is not a valid zip archive ({exc})") from None
+    inflated = sum(member.file_size for member in members)
+    if inflated > MAX_INFLATION * max(len(body), 1) + 1024:
+        raise InvalidInput(f"the .npz body inflates to {inflated} bytes; send it uncompressed (numpy.savez)")
+    arrays = {}
+    for member in members:
+        if not member.filename.endswith(".npy"):
+            raise InvalidInput(f"the .npz body holds {member.filename!r}, which is not a .npy array")
+        name = member.filename[: -len(".npy")]
+        try:
+            data = archive.read(member)
+        except (zipfile.BadZipFile, ValueError, EOFError, NotImplementedError) as exc:
+            raise InvalidInput(f"cannot read {member.filename!r} from the .npz body ({exc})") from None
+        arrays[name] = read_npy(data, what=f"array {name!r} of the .npz body")
+    if not arrays:
+        raise InvalidInput("the .npz body holds no arrays")
+    return arrays

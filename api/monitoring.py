@@ -1,0 +1,57 @@
+"""Prediction monitoring: what the model answers, as Prometheus series.
+
+A classifier's predictions are counted by predicted class; a regressor's values go
+into a histogram. Which one is read from the first output's shape unless
+PREDICTION_MONITORING says otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from api.metrics import Metrics
+from api.model import Signature, TensorInfo
+
+
+def monitoring_kind(output: TensorInfo, setting: str) -> str:
+    """'classifier', 'regressor' or 'off' for this output, given PREDICTION_MONITORING."""
+    if setting != "auto":
+        return setting
+    if output.dtype not in ("float16", "float32", "float64"):
+        return "off"
+    per_instance = output.instance_shape
+    if per_instance in ((), (1,)):
+        return "regressor"
+    if len(per_instance) == 1 and per_instance[0] is not None and per_instance[0] >= 2:
+        return "classifier"
+    return "off"
+
+
+class PredictionMonitor:
+    """Records the first output of every prediction into the prediction series."""
+
+    def __init__(self, metrics: Metrics, model_name: str, signature: Signature, setting: str):
+        self.output = signature.outputs[0]
+        self.kind = monitoring_kind(self.output, setting)
+        self._model_name = model_name
+        self._classes = metrics.predicted_class.labels  # (model, output, class) -> counter
+        # Only the series of the chosen kind exists, so dashboards see no empty one.
+        if self.kind == "regressor":
+            self._values = metrics.predicted_value.labels(model_name, self.output.name)
+
+    def observe(self, outputs: dict[str, np.ndarray]) -> None:
+        """Count or histogram the predictions of one request."""
+        values = outputs[self.output.name]
+        if self.kind == "classifier":
+            self._count_classes(values)
+        elif self.kind == "regressor":
+            for value in np.ravel(values):
+                self._values.observe(float(value))
+
+    def _count_classes(self, values: np.ndarray) -> None:
+        rows = values.reshape(len(values), -1)
+        # One column is a binary classifier's probability of class 1.
+        predicted = (rows[:, 0] >= 0.5).astype(int) if rows.shape[1] == 1 else rows.argmax(axis=1)
+        for label, count in enumerate(np.bincount(predicted)):
+            if count:
+                self._classes(self._model_name, self.output.name, str(label)).inc(int(count))

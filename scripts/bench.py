@@ -1,0 +1,326 @@
+#!/usr/bin/env python3
+"""`make bench`: Keras Fleet side by side with the floor, the naive server and the raw model.
+
+For two models (the demo `digits`, overhead-bound; MobileNetV2 224x224x3 with random
+weights, compute-bound) it runs, back to back, each system behind the same nginx and
+gunicorn configuration, under the same wrk load (connections, duration):
+
+    floor  Flask-RESTful answering a constant: the HTTP stack alone
+    naive  Flask-RESTful calling model.predict per request (the usual guide)
+    fleet  Keras Fleet as `make up` runs it
+    raw    the model called in-process: best batch size, best processes x threads split
+
+then two runs of the fleet with an open-loop rate (hey, rate-limited): at 70% of its
+maximum throughput (tail latency) and at about 2x its capacity (load shedding).
+Writes reports/bench.json and reports/bench.md. Ratios, not absolute numbers, are the
+point: the machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from localstack import LocalStack
+
+REPO = Path(__file__).resolve().parent.parent
+REPORTS = REPO / "reports"
+WRK_SCRIPT = """
+local f = assert(io.open(os.getenv("BENCH_BODY"), "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*all")
+f:close()
+wrk.headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE")
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format('BENCH {"requests": %d, "duration_us": %d, "p50_us": %d, "p99_us": %d, '
+    .. '"errors_status": %d, "errors_socket": %d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.status, e.connect + e.read + e.write + e.timeout))
+end
+"""
+
+
+# --- the models --------------------------------------------------------------------------
+
+
+def image_model(path: Path) -> Path:
+    """MobileNetV2 at 224x224x3 with random weights, built here (nothing downloaded)."""
+    if not path.exists():
+        import keras
+
+        keras.utils.set_random_seed(0)
+        image = keras.Input((224, 224, 3), name="image")
+        keras.applications.MobileNetV2(weights=None, input_tensor=image).save(path)
+    return path
+
+
+def request_body(model: str, directory: Path) -> tuple[Path, str]:
+    """One request's body for the model: JSON for digits, a .npy image for MobileNetV2."""
+    if model == "small":
+        from sklearn.datasets import load_digits
+
+        path = directory / "small.json"
+        path.write_text(json.dumps({"instances": [load_digits().images[0].tolist()]}))
+        return path, "application/json"
+    path = directory / "image.npy"
+    np.save(path, np.random.default_rng(0).uniform(0, 1, (1, 224, 224, 3)).astype("float32"))
+    return path, "application/x-npy"
+
+
+# --- load generators ----------------------------------------------------------------------
+
+
+def wrk(url: str, body: Path, content_type: str, connections: int, seconds: float) -> dict:
+    """Closed-loop load: `connections` clients sending back to back for `seconds`."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    env = dict(os.environ, BENCH_BODY=str(body), BENCH_CONTENT_TYPE=content_type)
+    out = subprocess.run(
+        ["wrk", "-t", str(min(2, connections)), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s", "-s", script.name, url],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout
+    os.unlink(script.name)
+    raw = json.loads(next(line[6:] for line in out.splitlines() if line.startswith("BENCH ")))
+    seconds_run = raw["duration_us"] / 1e6
+    return {
+        "requests_per_s": round(raw["requests"] / seconds_run, 1),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "errors": raw["errors_status"] + raw["errors_socket"],
+        "requests": raw["requests"],
+    }
+
+
+def hey(url: str, body: Path, content_type: str, rate: float, seconds: float, workers: int) -> dict:
+    """Rate-limited load: `workers` clients each sending at most rate/workers requests/s."""
+    per_worker = max(1, round(rate / workers))
+    out = subprocess.run(
+        ["hey", "-z", f"{max(1, round(seconds))}s", "-c", str(workers), "-q", str(per_worker), "-m", "POST", "-T", content_type,
+         "-D", str(body), "-t", "10", "-o", "csv", url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    ok = [float(row["response-time"]) * 1000 for row in rows if row["status-code"] == "200"]
+    shed = sum(1 for row in rows if row["status-code"] == "503")
+    other = len(rows) - len(ok) - shed
+    return {
+        "offered_per_s": round(len(rows) / seconds, 1),
+        "goodput_per_s": round(len(ok) / seconds, 1),
+        "shed_503": shed,
+        "other_errors": other,
+        "p50_ms": round(float(np.percentile(ok, 50)), 2) if ok else None,
+        "p99_ms": round(float(np.percentile(ok, 99)), 2) if ok else None,
+    }
+
+
+# --- the systems --------------------------------------------------------------------------
+
+
+class Server:
+    """One system behind nginx + gunicorn, started for a measurement and stopped after."""
+
+    def __init__(self, app: str, env: dict[str, str], port: int):
+        self.app, self.env, self.port = app, env, port
+
+    def __enter__(self) -> "Server":
+        os.environ.update(self.env)
+        self.stack = LocalStack(Path(tempfile.mkdtemp(prefix="bench-")), "127.0.0.1", self.port, self.port + 1, self.app)
+        self.processes = self.stack.start(foreground=False)
+        self.stack.wait_ready(self.processes, timeout=180)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stack.stop({"gunicorn": self.processes[0].pid, "nginx": self.processes[1].pid})
+        for key in self.env:
+            os.environ.pop(key, None)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/predict"
+
+
+def measure_http(app: str, env: dict, body: Path, content_type: str, args) -> dict:
+    """Warm up, then one wrk measurement of one system."""
+    with Server(app, env, args.port) as server:
+        wrk(server.url, body, content_type, args.connections, args.warmup)
+        result = wrk(server.url, body, content_type, args.connections, args.seconds)
+    print(f"    {app:<22} {result['requests_per_s']:>8.1f} req/s  p50 {result['p50_ms']:.1f} ms  "
+          f"p99 {result['p99_ms']:.1f} ms  errors {result['errors']}", flush=True)
+    return result
+
+
+def _raw_worker(model_path: str, threads: int, batch: int, seconds: float, queue) -> None:
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    sys.path.insert(0, str(REPO))
+    from api.model import ServedModel, configure_tensorflow_threads
+
+    configure_tensorflow_threads(threads, 1)
+    model = ServedModel(model_path, "raw")
+    model.load()
+    feed = {t.name: np.random.default_rng(0).uniform(0, 1, (batch,) + t.instance_shape).astype(t.dtype)
+            for t in model.signature.inputs}
+    model.predict(feed)
+    started, samples = time.perf_counter(), 0
+    while time.perf_counter() - started < seconds:
+        model.predict(feed)
+        samples += batch
+    queue.put(samples / (time.perf_counter() - started))
+
+
+def measure_raw(model_path: Path, batches: list[int], seconds: float) -> dict:
+    """The compute ceiling: samples/s in-process, for each split of the cores and batch size."""
+    cores = os.cpu_count() or 1
+    splits = sorted({(cores, 1), (1, cores)} | ({(2, cores // 2)} if cores >= 4 else set()))
+    context = multiprocessing.get_context("spawn")
+    results = []
+    for processes, threads in splits:
+        for batch in batches:
+            queue = context.Queue()
+            workers = [context.Process(target=_raw_worker, args=(str(model_path), threads, batch, seconds, queue))
+                       for _ in range(processes)]
+            for worker in workers:
+                worker.start()
+            rate = sum(queue.get(timeout=600) for _ in workers)
+            for worker in workers:
+                worker.join()
+            results.append({"processes": processes, "threads": threads, "batch": batch, "samples_per_s": round(rate, 1)})
+            print(f"    raw {processes} proc x {threads} thr, batch {batch:>3}: {rate:8.1f} samples/s", flush=True)
+    best = max(results, key=lambda r: r["samples_per_s"])
+    return {"best": best, "all": results, "samples_per_s": best["samples_per_s"]}
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def bench_model(name: str, model_path: Path, work: Path, args) -> dict:
+    """floor, naive, fleet and raw for one model."""
+    body, content_type = request_body(name, work)
+    env = {"MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    print(f"{name} model ({model_path.name}), {content_type}, {args.connections} connections:", flush=True)
+    rows = {
+        "floor": measure_http("bench_apps:floor()", env, body, content_type, args),
+        "naive": measure_http("bench_apps:naive()", env, body, content_type, args),
+        "fleet": measure_http("api.wsgi:app", env, body, content_type, args),
+    }
+    for row in rows.values():
+        row["samples_per_s"] = row["requests_per_s"]  # one instance per request
+    rows["raw"] = measure_raw(model_path, args.raw_batches[name], args.raw_seconds)
+    return {"model": model_path.name, "content_type": content_type, "systems": rows}
+
+
+def bench_latency_and_overload(name: str, model_path: Path, work: Path, capacity: float, args) -> dict:
+    """Fleet unloaded p50; p99 at 70% of capacity; goodput and accepted p99 at 2x capacity."""
+    body, content_type = request_body(name, work)
+    env = {"MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    deadline_ms = float(os.environ.get("REQUEST_DEADLINE_MS", 1000))
+    with Server("api.wsgi:app", env, args.port) as server:
+        wrk(server.url, body, content_type, args.connections, args.warmup)
+        unloaded = wrk(server.url, body, content_type, 1, args.seconds / 2)
+        at_70 = hey(server.url, body, content_type, 0.7 * capacity, args.seconds, workers=args.hey_workers)
+        overload = hey(server.url, body, content_type, 2.0 * capacity, args.seconds, workers=args.hey_workers)
+    result = {
+        "model": model_path.name,
+        "capacity_per_s": capacity,
+        "unloaded_p50_ms": unloaded["p50_ms"],
+        "at_70_percent": at_70,
+        "p99_at_70_over_unloaded_p50": round(at_70["p99_ms"] / unloaded["p50_ms"], 2),
+        "at_2x": overload,
+        "goodput_over_capacity": round(overload["goodput_per_s"] / capacity, 3),
+        "deadline_ms": deadline_ms,
+        "accepted_p99_within_deadline": overload["p99_ms"] is not None and overload["p99_ms"] <= deadline_ms,
+    }
+    print(f"  {name}: unloaded p50 {unloaded['p50_ms']:.2f} ms; at 70%: p99 {at_70['p99_ms']} ms; at 2x: goodput "
+          f"{overload['goodput_per_s']}/s of {capacity}/s, {overload['shed_503']} shed, accepted p99 "
+          f"{overload['p99_ms']} ms", flush=True)
+    return result
+
+
+def ratios(results: dict) -> dict:
+    """The ratios the targets are stated in."""
+    small, image = results["small"]["systems"], results["image"]["systems"]
+    return {
+        "small_fleet_vs_floor": round(small["fleet"]["requests_per_s"] / small["floor"]["requests_per_s"], 3),
+        "small_fleet_vs_naive": round(small["fleet"]["requests_per_s"] / max(small["naive"]["requests_per_s"], 0.1), 1),
+        "image_fleet_vs_raw": round(image["fleet"]["samples_per_s"] / image["raw"]["samples_per_s"], 3),
+        "image_fleet_vs_naive": round(image["fleet"]["samples_per_s"] / max(image["naive"]["samples_per_s"], 0.1), 2),
+    }
+
+
+def markdown(report: dict) -> str:
+    """The README's benchmark table."""
+    lines = ["| model | system | requests/s | samples/s | p50 ms | p99 ms | errors |", "|---|---|---|---|---|---|---|"]
+    for name in ("small", "image"):
+        for system, row in report[name]["systems"].items():
+            if system == "raw":
+                best = row["best"]
+                lines.append(f"| {name} | raw ({best['processes']} proc × {best['threads']} thr, batch {best['batch']}) "
+                             f"| | {row['samples_per_s']:.0f} | | | |")
+            else:
+                lines.append(f"| {name} | {system} | {row['requests_per_s']:.0f} | {row['samples_per_s']:.0f} "
+                             f"| {row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['errors']} |")
+    r = report["ratios"]
+    lines += ["", "| ratio | value | target |", "|---|---|---|",
+              f"| small: fleet / floor (requests/s) | {r['small_fleet_vs_floor']} | ≥ 0.85 |",
+              f"| small: fleet / naive (requests/s) | {r['small_fleet_vs_naive']} | ≥ 40 |",
+              f"| image: fleet / raw (samples/s) | {r['image_fleet_vs_raw']} | ≥ 0.85 |"]
+    for key, label in (("latency", "p99 at 70% load / unloaded p50"),):
+        for name, row in report[key].items():
+            lines.append(f"| {name}: {label} | {row['p99_at_70_over_unloaded_p50']} | ≤ 3 |")
+    o = report["overload"]
+    lines.append(f"| {o['model_key']}: goodput at 2× capacity / capacity | {o['goodput_over_capacity']} | ≥ 0.9 |")
+    lines.append(f"| {o['model_key']}: accepted p99 at 2× capacity (ms) | {o['at_2x']['p99_ms']} "
+                 f"| ≤ deadline {o['deadline_ms']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    """Run the whole benchmark and write the reports."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (same for every system)")
+    parser.add_argument("--seconds", type=float, default=15, help="each measurement's duration")
+    parser.add_argument("--warmup", type=float, default=3, help="unmeasured load before each measurement")
+    parser.add_argument("--raw-seconds", type=float, default=5)
+    parser.add_argument("--hey-workers", type=int, default=64, help="clients of the rate-limited runs")
+    parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--models", default="models/digits.keras", help="the small model")
+    args = parser.parse_args()
+    args.raw_batches = {"small": [1, 16, 64, 256], "image": [1, 8, 16, 32]}
+
+    REPORTS.mkdir(exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="bench-bodies-"))
+    models = {"small": REPO / args.models, "image": image_model(REPORTS / "mobilenet_v2.keras")}
+    started = time.time()
+    report: dict = {"machine": {"cores": os.cpu_count()}, "connections": args.connections, "seconds": args.seconds}
+    for name, path in models.items():
+        report[name] = bench_model(name, path, work, args)
+    report["ratios"] = ratios(report)
+    report["latency"] = {}
+    for name in ("small", "image"):
+        capacity = report[name]["systems"]["fleet"]["requests_per_s"]
+        report["latency"][name] = bench_latency_and_overload(name, models[name], work, capacity, args)
+    # Overload matters where the model, not HTTP, is the bottleneck: the image model.
+    report["overload"] = {"model_key": "image", **report["latency"]["image"]}
+    report["ratios"]["overload_goodput_over_capacity"] = report["overload"]["goodput_over_capacity"]
+    report["elapsed_s"] = round(time.time() - started)
+    (REPORTS / "bench.json").write_text(json.dumps(report, indent=2))
+    table = markdown(report)
+    (REPORTS / "bench.md").write_text(table)
+    print("\n" + table)
+    print(f"wrote reports/bench.json and reports/bench.md in {report['elapsed_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

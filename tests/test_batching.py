@@ -1,0 +1,193 @@
+"""The batcher: joins concurrent requests, returns each caller its rows, sheds overload."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import threading
+import time
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.batching import Batcher, Overloaded, request_deadline
+from api.metrics import Metrics
+from api.model import ModelInputError
+
+LATER = 3600.0  # a deadline nobody reaches in a test
+
+
+class GatedModel:
+    """Records every call; the first call blocks until released, so requests pile up behind it."""
+
+    def __init__(self, gate_first_call: bool = True):
+        self.calls: list[int] = []
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        if not gate_first_call:
+            self.gate.set()
+
+    def predict(self, inputs):
+        x = inputs["x"]
+        self.calls.append(len(x))
+        self.entered.set()
+        self.gate.wait(timeout=30)
+        if (x < 0).any():
+            raise ModelInputError("negative values are not allowed")
+        return {"y": x * 2, "row_sum": x.sum(axis=1)}
+
+
+def make_batcher(model, max_batch_size=8, max_wait=0.0, max_queue=100):
+    metrics = Metrics()
+    return metrics, Batcher(model.predict, max_batch_size, max_wait, max_queue, metrics, "m")
+
+
+def submit_later(batcher, rows, value, deadline=LATER):
+    return batcher.submit({"x": np.full((rows, 3), value, "float32")}, time.monotonic() + deadline)
+
+
+def test_each_caller_gets_exactly_its_own_rows_under_concurrency():
+    model = GatedModel(gate_first_call=False)
+    _, batcher = make_batcher(model, max_batch_size=16, max_wait=0.002)
+    sizes = [1 + i % 5 for i in range(200)]
+
+    def call(i):
+        x = np.arange(sizes[i] * 3, dtype="float32").reshape(sizes[i], 3) + 1000 * i
+        result = batcher.submit({"x": x}, time.monotonic() + LATER)
+        return i, x, result
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        for i, x, result in pool.map(call, range(200)):
+            np.testing.assert_array_equal(result["y"], x * 2)
+            np.testing.assert_array_equal(result["row_sum"], x.sum(axis=1))
+    assert sum(model.calls) == sum(sizes)
+    assert max(model.calls) <= 16
+    assert len(model.calls) < 200, "concurrent requests were never joined"
+
+
+def test_requests_queued_behind_a_model_call_are_joined_into_one_batch():
+    model = GatedModel()
+    metrics, batcher = make_batcher(model, max_batch_size=8)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        first = pool.submit(submit_later, batcher, 1, 1.0)
+        assert model.entered.wait(5)
+        rest = [pool.submit(submit_later, batcher, 2, float(v)) for v in range(3)]
+        wait_until(lambda: batcher._waiting == 3)
+        model.gate.set()
+        assert first.result()["y"].tolist() == [[2.0] * 3]
+        for value, future in enumerate(rest):
+            assert future.result()["y"].tolist() == [[2.0 * value] * 3] * 2
+    assert model.calls == [1, 6]
+    sizes = {s.labels["le"]: s.value for f in text_string_to_metric_families(metrics.exposition().decode())
+             for s in f.samples if s.name == "keras_fleet_batch_size_bucket"}
+    assert sizes["1.0"] == 1 and sizes["4.0"] == 1 and sizes["8.0"] == 2
+
+
+def test_a_batch_never_exceeds_max_batch_size_and_the_rest_goes_next():
+    model = GatedModel()
+    _, batcher = make_batcher(model, max_batch_size=5)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        first = pool.submit(submit_later, batcher, 1, 1.0)
+        assert model.entered.wait(5)
+        rest = [pool.submit(submit_later, batcher, 3, 1.0) for _ in range(3)]
+        wait_until(lambda: batcher._waiting == 3)
+        model.gate.set()
+        for future in [first, *rest]:
+            assert future.result()["y"].shape[1] == 3
+    assert model.calls[0] == 1 and all(size <= 5 for size in model.calls) and sum(model.calls) == 10
+
+
+def test_a_partial_batch_runs_when_the_wait_expires():
+    model = GatedModel(gate_first_call=False)
+    _, batcher = make_batcher(model, max_batch_size=64, max_wait=0.05)
+    result = submit_later(batcher, 2, 4.0)
+    assert result["y"].tolist() == [[8.0] * 3] * 2
+    assert model.calls == [2]
+
+
+def test_a_request_larger_than_a_batch_runs_alone():
+    model = GatedModel(gate_first_call=False)
+    _, batcher = make_batcher(model, max_batch_size=4)
+    assert submit_later(batcher, 10, 1.0)["y"].shape == (10, 3)
+    assert model.calls == [10]
+
+
+def test_full_queue_is_shed_at_once():
+    model = GatedModel()
+    _, batcher = make_batcher(model, max_queue=2)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        running = pool.submit(submit_later, batcher, 1, 1.0)
+        assert model.entered.wait(5)
+        queued = [pool.submit(submit_later, batcher, 1, 1.0) for _ in range(2)]
+        wait_until(lambda: batcher._waiting == 2)
+        with pytest.raises(Overloaded) as shed:
+            submit_later(batcher, 1, 1.0)
+        assert shed.value.reason == "queue_full"
+        model.gate.set()
+        assert all(f.result()["y"].shape == (1, 3) for f in [running, *queued])
+
+
+def test_a_request_past_its_deadline_is_shed_and_never_computed():
+    model = GatedModel()
+    _, batcher = make_batcher(model)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        running = pool.submit(submit_later, batcher, 1, 1.0)
+        assert model.entered.wait(5)
+        with pytest.raises(Overloaded) as shed:
+            submit_later(batcher, 7, 1.0, deadline=0.05)
+        assert shed.value.reason == "deadline"
+        model.gate.set()
+        running.result()
+    submit_later(batcher, 1, 1.0)  # the batcher moved on past the abandoned request
+    assert 7 not in model.calls
+    assert batcher._waiting == 0
+
+
+def test_a_value_the_model_rejects_fails_only_its_own_request():
+    model = GatedModel()
+    _, batcher = make_batcher(model)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        running = pool.submit(submit_later, batcher, 1, 1.0)
+        assert model.entered.wait(5)
+        good = pool.submit(submit_later, batcher, 1, 2.0)
+        bad = pool.submit(submit_later, batcher, 1, -1.0)
+        wait_until(lambda: batcher._waiting == 2)
+        model.gate.set()
+        running.result()
+        assert good.result()["y"].tolist() == [[4.0] * 3]
+        with pytest.raises(ModelInputError):
+            bad.result()
+
+
+def test_batched_results_equal_unbatched_results_on_a_real_model(tmp_path):
+    from api.model import ServedModel
+    from tests import keras_models
+
+    model = ServedModel(keras_models.save_single_input(tmp_path / "m.keras"), "m")
+    model.load()
+    batcher = Batcher(model.predict, 32, 0.002, 100, Metrics(), "m")
+    rows = np.random.default_rng(5).normal(size=(100, 4)).astype("float32")
+    alone = [model.predict({"features": rows[i:i + 1]})["scores"] for i in range(100)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        batched = list(pool.map(
+            lambda i: batcher.submit({"features": rows[i:i + 1]}, time.monotonic() + LATER)["scores"], range(100)))
+    for one, joined in zip(alone, batched):
+        np.testing.assert_allclose(joined, one, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "header, waited",
+    [(None, 0.0), ("t=garbage", 0.0), ("t={now_minus_0_3}", 0.3), ("t={future}", 0.0), ("t={long_ago}", 1.0)],
+)
+def test_deadline_counts_from_when_nginx_received_the_request(header, waited):
+    now = 1_800_000_000.0
+    values = {"now_minus_0_3": f"{now - 0.3:.3f}", "future": f"{now + 50:.3f}", "long_ago": f"{now - 500:.3f}"}
+    deadline = request_deadline(header.format(**values) if header else None, 1.0, now_wall=now, now=100.0)
+    assert deadline == pytest.approx(100.0 + 1.0 - waited, abs=1e-6)
+
+
+def wait_until(condition, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.005)

@@ -1,0 +1,111 @@
+"""Metrics and logs through real nginx and gunicorn with two workers."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from tests.stack import DIGITS, start_digits_stack
+from tests.test_e2e import digits_images, worker_pids
+from tests.test_metrics import samples
+
+pytestmark = pytest.mark.e2e
+
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    running = start_digits_stack(tmp_path_factory.mktemp("obs-run"), workers=2)
+    yield running
+    running.stop()
+
+
+def wait_for(condition, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return condition()
+
+
+def predict_counts(text: str) -> dict[str, float]:
+    found = samples(text, "keras_fleet_requests_total")
+    return {dict(labels)["code"]: value for labels, value in found.items() if dict(labels)["endpoint"] == "predict"}
+
+
+def test_counters_add_up_across_workers_dead_and_alive(stack):
+    import keras
+
+    images = digits_images(60)
+    expected_classes = np.bincount(
+        np.asarray(keras.saving.load_model(DIGITS)(images, training=False)).argmax(axis=1), minlength=10
+    )
+
+    def good(index):
+        return stack.post("/predict", json={"instances": [images[index].tolist()]}).status_code
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        assert set(pool.map(good, range(30))) == {200}
+    for _ in range(7):
+        assert stack.post("/predict", data=b"{", headers={"Content-Type": "application/json"}).status_code == 400
+    for _ in range(3):
+        assert stack.post("/predict", data=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
+    assert stack.post("/v1/models/nope:predict", json={"instances": [[0]]}).status_code == 404
+
+    # Kill every worker: gunicorn starts two new ones, and the rest of the sequence goes
+    # to them. The dead workers' counts must stay; their live gauges must go.
+    master = stack.pid("gunicorn")
+    old = worker_pids(master)
+    for pid in old:
+        os.kill(pid, signal.SIGKILL)
+    assert wait_for(lambda: len(worker_pids(master) - old) == 2 and stack.get("/healthz/ready").status_code == 200)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        assert set(pool.map(good, range(30, 60))) == {200}
+
+    text = stack.metrics()
+    assert predict_counts(text) == {"200": 60, "400": 7, "415": 3, "404": 1}
+    by_class = samples(text, "keras_fleet_predictions_by_class_total")
+    counted = {int(dict(labels)["predicted_class"]): value for labels, value in by_class.items()}
+    assert counted == {label: count for label, count in enumerate(expected_classes) if count}
+    writers = {path.stem.split("_")[-1] for path in (stack.run_dir / "prometheus").glob("counter_*.db")}
+    assert len(writers) >= 2, "the counts did not come from several worker processes"
+    assert samples(text, "keras_fleet_requests_in_flight") == {(): 1.0}  # the scrape itself
+
+
+def test_metrics_are_not_served_on_the_public_port(stack):
+    for path in ("/metrics", "/metrics/", "//metrics", "/%6detrics"):
+        response = stack.get(path)
+        assert response.status_code == 404, path
+        assert "keras_fleet" not in response.text
+
+
+def test_monitoring_port_serves_only_metrics(stack):
+    import requests
+
+    assert requests.get(stack.metrics_url.replace("/metrics", "/predict"), timeout=5).status_code == 404
+    assert requests.post(stack.metrics_url, timeout=5).status_code == 403
+
+
+def test_app_and_nginx_log_lines_are_json_and_share_request_ids(stack):
+    ids = [f"trace-{n}" for n in range(5)]
+    for request_id in ids:
+        stack.post("/predict", json={"instances": [[[0] * 8] * 8]}, headers={"X-Request-ID": request_id})
+    stack.post("/predict", data=b"{", headers={"Content-Type": "application/json", "X-Request-ID": "trace-bad"})
+
+    def logged(lines):
+        return {entry.get("request_id"): entry for entry in map(json.loads, lines)}
+
+    assert wait_for(lambda: set(ids + ["trace-bad"]) <= set(logged(stack.access_log())))
+    assert wait_for(lambda: set(ids + ["trace-bad"]) <= set(logged(stack.app_log())))
+    app, nginx = logged(stack.app_log()), logged(stack.access_log())  # every line parsed as JSON
+    for request_id in ids:
+        assert app[request_id]["status"] == nginx[request_id]["status"] == 200
+        assert app[request_id]["batch_size"] == 1 and app[request_id]["model"] == "digits"
+    assert app["trace-bad"]["status"] == nginx["trace-bad"]["status"] == 400
+    events = [entry for entry in map(json.loads, stack.app_log()) if entry.get("message") == "model loaded"]
+    assert len(events) >= 2 and all(entry["warmup_seconds"] >= 0 for entry in events)

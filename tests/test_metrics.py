@@ -1,0 +1,114 @@
+"""Metrics, prediction monitoring and JSON request logs, in process."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from api.app import create_app
+from api.metrics import Metrics
+from api.model import Signature, TensorInfo
+from api.monitoring import PredictionMonitor, monitoring_kind
+from tests.conftest import TEST_CONFIG
+from tests.fakes import FakeModel
+
+ONES = [[1.0] * 8 for _ in range(8)]
+
+
+def samples(text: str, name: str) -> dict[tuple, float]:
+    """{sorted label items: value} of one series in Prometheus text."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def test_request_counters_and_latency_by_endpoint_and_code(client):
+    for _ in range(3):
+        client.post("/predict", json={"instances": [ONES]})
+    client.post("/predict", data=b"{", content_type="application/json")
+    client.get("/healthz/ready")
+    text = client.get("/metrics").get_data(as_text=True)
+    requests = samples(text, "keras_fleet_requests_total")
+    assert requests[(("code", "200"), ("endpoint", "predict"), ("model", "digits"))] == 3
+    assert requests[(("code", "400"), ("endpoint", "predict"), ("model", "digits"))] == 1
+    assert requests[(("code", "200"), ("endpoint", "ready"), ("model", "digits"))] == 1
+    latency = samples(text, "keras_fleet_request_duration_seconds_count")
+    assert latency[(("endpoint", "predict"), ("model", "digits"))] == 4
+    info = samples(text, "keras_fleet_model_info")
+    ((labels, value),) = info.items()
+    assert dict(labels)["version"] == "1" and value == 1
+    assert samples(text, "keras_fleet_model_load_seconds") == {(("model", "digits"),): 0.25}
+
+
+def test_metrics_are_prometheus_text(client):
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+
+
+def test_classifier_predictions_are_counted_by_class(client):
+    # The fake digits model answers each row's mean in all 10 columns, so argmax is class 0.
+    client.post("/predict", json={"instances": [ONES, ONES]})
+    text = client.get("/metrics").get_data(as_text=True)
+    by_class = samples(text, "keras_fleet_predictions_by_class_total")
+    assert by_class == {(("model", "digits"), ("output", "probabilities"), ("predicted_class", "0")): 2}
+
+
+@pytest.mark.parametrize(
+    "shape, dtype, setting, kind",
+    [
+        ((None, 10), "float32", "auto", "classifier"),
+        ((None, 1), "float32", "auto", "regressor"),
+        ((None,), "float64", "auto", "regressor"),
+        ((None, 4, 4), "float32", "auto", "off"),
+        ((None, 3), "int32", "auto", "off"),
+        ((None, 1), "float32", "classifier", "classifier"),
+        ((None, 10), "float32", "off", "off"),
+    ],
+)
+def test_monitoring_kind_follows_the_output_signature(shape, dtype, setting, kind):
+    assert monitoring_kind(TensorInfo("y", shape, dtype), setting) == kind
+
+
+def monitor_for(shape, setting="auto", buckets=(0.0, 1.0, 10.0)):
+    metrics = Metrics(prediction_buckets=buckets)
+    signature = Signature(inputs=(TensorInfo("x", (None, 2), "float32"),), outputs=(TensorInfo("y", shape, "float32"),))
+    return metrics, PredictionMonitor(metrics, "m", signature, setting)
+
+
+def test_regressor_values_go_to_the_histogram():
+    metrics, monitor = monitor_for((None, 1))
+    monitor.observe({"y": np.array([[0.5], [5.0], [50.0]], "float32")})
+    buckets = samples(metrics.exposition().decode(), "keras_fleet_prediction_value_bucket")
+    assert {dict(k)["le"]: v for k, v in buckets.items()} == {"0.0": 0, "1.0": 1, "10.0": 2, "+Inf": 3}
+
+
+def test_binary_classifier_with_one_column_thresholds_at_one_half():
+    metrics, monitor = monitor_for((None, 1), setting="classifier")
+    monitor.observe({"y": np.array([[0.2], [0.7], [0.9]], "float32")})
+    counts = samples(metrics.exposition().decode(), "keras_fleet_predictions_by_class_total")
+    assert {dict(k)["predicted_class"]: v for k, v in counts.items()} == {"0": 1, "1": 2}
+
+
+def test_bad_prediction_monitoring_setting_fails_at_start():
+    with pytest.raises(ValueError, match="PREDICTION_MONITORING"):
+        create_app({**TEST_CONFIG, "PREDICTION_MONITORING": "sometimes"}, model=FakeModel())
+    with pytest.raises(ValueError, match="PREDICTION_BUCKETS"):
+        create_app({**TEST_CONFIG, "PREDICTION_BUCKETS": "1,two"}, model=FakeModel())
+
+
+def test_one_json_log_line_per_request_with_its_id(capsys, model):
+    client = create_app(TEST_CONFIG, model=model).test_client()  # logs to the captured stdout
+    capsys.readouterr()
+    client.post("/predict", json={"instances": [ONES, ONES]}, headers={"X-Request-ID": "log-me"})
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (line,) = [entry for entry in lines if entry.get("request_id") == "log-me"]
+    assert line["level"] == "INFO" and line["status"] == 200 and line["model"] == "digits"
+    assert line["batch_size"] == 2 and line["endpoint"] == "predict"
+    assert isinstance(line["latency_ms"], float) and line["time"]
