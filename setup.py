@@ -35,9 +35,11 @@ setup(
             "locust>=2.29",
             # moto 5 fakes CloudFormation, EC2, Auto Scaling and ELBv2 in process.
             "moto[cloudformation,ec2,autoscaling,elbv2,iam]>=5.0",
+            "openapi-spec-validator>=0.7",
             "pytest>=8.0",
             "pyyaml>=6.0",
             "requests>=2.31",
+            "schemathesis>=4.0",
             "scikit-learn>=1.3",
         ],
     },

@@ -20,7 +20,8 @@ from api.logs import configure_logging
 from api.metrics import Metrics
 from api.model import ServedModel, configure_tensorflow_threads
 from api.monitoring import PredictionMonitor
-from api.resources import Live, MetricsText, ModelMetadata, ModelStatus, Predict, Ready, Services
+from api.openapi import build_document
+from api.resources import Live, MetricsText, ModelMetadata, ModelStatus, OpenApiDocument, Predict, Ready, Services
 from api.telemetry import install_telemetry
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,8 @@ ROUTES = (
     (ModelMetadata, "model_metadata", (f"{MODEL}/metadata", f"{MODEL}{VERSION}/metadata")),
     (Live, "live", ("/healthz/live",)),
     (Ready, "ready", ("/healthz/ready",)),
+    (OpenApiDocument, "openapi", ("/openapi.json",)),
+    # nginx serves this one on METRICS_PORT only, never on the public listener.
     (MetricsText, "metrics", ("/metrics",)),
 )
 
@@ -81,10 +84,11 @@ def load_model(settings: Config) -> ServedModel:
 
 
 def build_services(model: ServedModel, settings: Config) -> Services:
-    """The metrics, prediction monitor and batcher of this process, around the loaded model."""
+    """The metrics, prediction monitor, batcher and API document of this process, around the model."""
     metrics = Metrics(settings.prometheus_multiproc_dir, settings.prediction_bucket_values)
-    monitor = batcher = None
+    monitor = batcher = openapi = None
     if model.ready:
+        openapi = build_document(model)
         metrics.record_model(model)
         monitor = PredictionMonitor(metrics, model.name, model.signature, settings.prediction_monitoring)
         batcher = Batcher(
@@ -95,7 +99,7 @@ def build_services(model: ServedModel, settings: Config) -> Services:
             metrics=metrics,
             model_name=model.name,
         )
-    return Services(model=model, config=settings, metrics=metrics, monitor=monitor, batcher=batcher)
+    return Services(model=model, config=settings, metrics=metrics, monitor=monitor, batcher=batcher, openapi=openapi)
 
 
 def register_resources(app: Flask, services: Services) -> Api:

@@ -46,6 +46,7 @@ class Services:
     metrics: Metrics
     monitor: PredictionMonitor | None
     batcher: Batcher | None
+    openapi: dict | None
 
 
 class ServiceResource(Resource):
@@ -167,6 +168,16 @@ class Ready(ModelResource):
         """Answer whether this worker can serve predictions now."""
         model = self.ready_model(None, None)
         return {"status": "ready", "model": model.name, "version": model.version}
+
+
+class OpenApiDocument(ServiceResource):
+    """GET /openapi.json: the API described for the served model."""
+
+    def get(self):
+        """The OpenAPI 3 document (503 until the model, which it describes, is loaded)."""
+        if self.services.openapi is None:
+            raise ModelNotReady()
+        return self.services.openapi
 
 
 class MetricsText(ServiceResource):

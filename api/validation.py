@@ -70,7 +70,10 @@ def parse_predict_request(
     else:
         columns = _columns_from_inputs(document["inputs"], signature)
         columnar = True
-    arrays = {info.name: to_array(columns[info.name], info) for info in signature.inputs}
+    # numpy reads true/false among numbers as 1/0; look for them only when the body
+    # could hold any (a walk over every value costs too much for large inputs).
+    may_hold_booleans = b"true" in body or b"false" in body
+    arrays = {info.name: to_array(columns[info.name], info, may_hold_booleans) for info in signature.inputs}
     _check_batch(arrays, max_instances)
     return PredictRequest(inputs=arrays, columnar=columnar)
 
@@ -142,7 +145,7 @@ def _check_names(given: dict, names: list[str], where: str) -> None:
         raise InvalidInput(f"{where}: missing input {missing[0]!r}; the model's inputs are {names}")
 
 
-def to_array(value: Any, info: TensorInfo) -> np.ndarray:
+def to_array(value: Any, info: TensorInfo, may_hold_booleans: bool = True) -> np.ndarray:
     """Convert one input's batch (nested lists) to an array of the input's dtype and shape."""
     if not isinstance(value, list) or not value:
         raise InvalidInput(f"input {info.name!r} must be a non-empty list with one item per instance")
@@ -153,7 +156,15 @@ def to_array(value: Any, info: TensorInfo) -> np.ndarray:
             f"input {info.name!r}: instances have uneven or too deep nesting; "
             f"each must have shape {_shape(info.instance_shape)}"
         ) from None
+    if may_hold_booleans and info.dtype != "bool" and array.dtype.kind != "b" and _holds_boolean(value):
+        raise InvalidInput(f"input {info.name!r} takes numbers ({info.dtype}); found booleans")
     return conform(array, info)
+
+
+def _holds_boolean(value: Any) -> bool:
+    if isinstance(value, list):
+        return any(_holds_boolean(item) for item in value)
+    return isinstance(value, bool)
 
 
 def conform(array: np.ndarray, info: TensorInfo) -> np.ndarray:
@@ -199,7 +210,10 @@ def _cast(array: np.ndarray, info: TensorInfo) -> np.ndarray:
     if target.kind == "f":
         with np.errstate(over="ignore"):
             cast = array.astype(target, copy=False)
-        if not np.isfinite(cast).all():
+        # A value just past the target's largest would round to it rather than to
+        # infinity: compare the originals too, so the documented range is exact.
+        narrowing = array.dtype.kind == "f" and array.dtype.itemsize > target.itemsize
+        if not np.isfinite(cast).all() or (narrowing and np.abs(array).max() > np.finfo(target).max):
             raise InvalidInput(f"input {info.name!r}: values must be finite and within the range of {info.dtype}")
         return cast
     return array

@@ -370,3 +370,9 @@ def test_request_that_waited_past_its_deadline_is_shed_before_parsing(client, mo
     assert_error(response, 503, ["deadline"])
     assert response.headers["Retry-After"] == "1"
     assert model.calls == []
+
+
+def test_a_boolean_among_numbers_is_refused(client, model):
+    body = {"inputs": [[[False] + [0.0] * 7] + [[0.0] * 8] * 7]}
+    assert_error(post(client, "/predict", body), 400, ["booleans"])
+    assert model.calls == []
