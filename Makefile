@@ -23,7 +23,7 @@ BIN       := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 STACK     := $(BIN)/python scripts/localstack.py --run-dir $(RUN_DIR) --port $(PORT)
 
-.PHONY: help setup system-packages bench-packages serve up down status logs test bench clean
+.PHONY: help setup system-packages bench-packages serve up down local-status logs test bench clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -54,7 +54,7 @@ up: setup ## Start the same stack in the background (pid files and logs in RUN_D
 down: ## Stop the background stack gracefully
 	@[ -x $(BIN)/python ] && $(STACK) down || echo "not running"
 
-status: ## Show whether the background stack is up and ready
+local-status: ## Show whether the background stack is up and ready
 	@$(STACK) status
 
 logs: ## Follow the background stack's logs: app and gunicorn (JSON) and nginx's access log
@@ -107,7 +107,7 @@ capacity: $(INSTALLED) ## Step the rate at HOST up until the SLO fails; reports/
 # The AMI recipe is deploy/packer/; `make bake-local` and `make test-image` prove it
 # offline (README, "The image (AMI)").
 
-AWS_REGION    ?= us-east-1
+# AWS_REGION (AWS fleet section below) is where the AMI is baked; unset, the template's default.
 INSTANCE_TYPE ?= t3.medium
 # MODEL_NAME (above, empty: the model file's stem) names the model in the image too.
 MODEL_VERSION ?= 1
@@ -119,7 +119,7 @@ DEBIAN_MIRROR ?= http://deb.debian.org/debian
 APP_VERSION   ?= $(shell sed -n 's/^ *version="\(.*\)",/\1/p' setup.py)
 GIT_COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
-PACKER_VARS = -var region=$(AWS_REGION) -var instance_type=$(INSTANCE_TYPE) \
+PACKER_VARS = $(if $(AWS_REGION),-var region=$(AWS_REGION)) -var instance_type=$(INSTANCE_TYPE) \
 	-var model_path=$(MODEL_PATH) -var model_name=$(MODEL_NAME) -var model_version=$(MODEL_VERSION) \
 	-var app_version=$(APP_VERSION) -var git_commit=$(GIT_COMMIT) -var stage_dir=$(IMAGE_STAGE)
 # A model other than the demo must exist: the demo is trained when missing.
@@ -150,3 +150,69 @@ bake-local: image-packages image-stage ## Bake the same recipe into a local Debi
 
 test-image: image-packages setup ## Prove the image offline: packer validate, local bake and boot, build against moto (CI)
 	IMAGE_CACHE=$(IMAGE_CACHE) DEBIAN_MIRROR=$(DEBIAN_MIRROR) $(BIN)/python -m pytest -m image $(PYTEST_ARGS)
+
+# --- AWS fleet ---
+# CloudFormation stack, rolls and status of the fleet on AWS, through boto3
+# (scripts/fleetctl.py; the logic is in scripts/fleet/). Region, stack name and
+# profile come from these variables or the environment:
+#   make stack AWS_REGION=us-east-1 VPC_ID=vpc-0abc SUBNETS=subnet-0a,subnet-0b
+#   make roll AWS_REGION=us-east-1 [AMI=ami-0123...]
+STACK_NAME       ?= keras-fleet
+AWS_REGION       ?= $(AWS_DEFAULT_REGION)
+AWS_PROFILE      ?=
+# AMI to roll to (default: the last build in reports/packer-manifest.json).
+AMI              ?=
+# Needed to create the stack; INSTANCE_SUBNETS defaults to SUBNETS.
+VPC_ID           ?=
+SUBNETS          ?=
+INSTANCE_SUBNETS ?=
+# Any other template parameter, e.g. STACK_PARAMS="InstanceType=c7i.xlarge MaxSize=10".
+STACK_PARAMS     ?=
+# cfn-lint and checkov live in their own venv: checkov pins boto3 exactly and many
+# other packages, which would downgrade the app's.
+IAC_VENV         ?= .venv-iac
+IAC_TOOLS        ?= cfn-lint>=1.20,<2 checkov>=3.2,<4
+TEMPLATE         := deploy/aws/fleet.yaml
+
+FLEET := $(BIN)/python scripts/fleetctl.py --region $(AWS_REGION) --stack-name $(STACK_NAME) \
+	$(if $(AWS_PROFILE),--profile $(AWS_PROFILE))
+IAC_INSTALLED := $(IAC_VENV)/.installed
+export IAC_VENV
+
+# The fleet's targets need a region; fail before anything runs when it is missing.
+ifneq ($(filter stack roll status rollback,$(MAKECMDGOALS)),)
+  ifeq ($(strip $(AWS_REGION)),)
+    $(error AWS_REGION is not set: name the fleet's region, e.g. make $(firstword $(filter stack roll status rollback,$(MAKECMDGOALS))) AWS_REGION=us-east-1)
+  endif
+endif
+
+.PHONY: stack roll status rollback lint-template
+
+stack: $(INSTALLED) ## Create or update the fleet's stack and print its URL (first time: VPC_ID, SUBNETS)
+	$(FLEET) stack $(if $(VPC_ID),--vpc-id $(VPC_ID)) $(if $(SUBNETS),--subnets $(SUBNETS)) \
+		$(if $(INSTANCE_SUBNETS),--instance-subnets $(INSTANCE_SUBNETS)) $(if $(AMI),--ami $(AMI)) \
+		$(foreach p,$(STACK_PARAMS),--param $(p))
+
+roll: $(INSTALLED) ## Roll the fleet to AMI (default: the last Packer build); rolls back by itself on alarms
+	$(FLEET) roll $(if $(AMI),--ami $(AMI))
+
+status: $(INSTALLED) ## Show the fleet's instances, their health and AMI, and the last roll
+	@$(FLEET) status
+
+rollback: $(INSTALLED) ## Undo the last roll (or the one in progress)
+	$(FLEET) rollback
+
+lint-template: $(IAC_INSTALLED) ## cfn-lint and checkov on the CloudFormation template
+	$(IAC_VENV)/bin/cfn-lint $(TEMPLATE)
+	@# Offline: no update check, no guideline download from the vendor.
+	CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE \
+		$(IAC_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f $(TEMPLATE)
+
+$(IAC_INSTALLED):
+	$(PYTHON) -m venv $(IAC_VENV)
+	$(IAC_VENV)/bin/pip install -q --upgrade pip
+	$(IAC_VENV)/bin/pip install -q $(foreach t,$(IAC_TOOLS),'$(t)')
+	touch $@
+
+# The test suite lints and scans the template with the tools above.
+test: $(IAC_INSTALLED)

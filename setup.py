@@ -2,6 +2,11 @@
 
 from setuptools import find_packages, setup
 
+# The AWS fleet's operator commands (scripts/fleetctl.py): boto3 only. cfn-lint and
+# checkov are not here: checkov pins boto3 exactly and drags in ~90 packages that
+# would downgrade ours; `make test` installs both scanners in their own venv.
+AWS = ["boto3>=1.34"]
+
 setup(
     name="keras-fleet",
     version="0.1.0",
@@ -21,17 +26,21 @@ setup(
     extras_require={
         # Training the demo model (scikit-learn ships the digits data set).
         "train": ["scikit-learn>=1.3"],
+        "aws": AWS,
         # Load tests and capacity runs (loadtest/): `pip install -e '.[loadtest]'` on a
         # load-generator machine that does not serve.
         "loadtest": ["locust>=2.29"],
         # The image's offline proof: Packer's amazon-ebs build against a local moto_server.
         "image": ["boto3>=1.34", "moto[server]>=5.0"],
         "test": [
-            "boto3>=1.34",
+            *AWS,
             "locust>=2.29",
-            "moto[server]>=5.0",
+            # moto 5 fakes CloudFormation, EC2, Auto Scaling and ELBv2 in process, and
+            # runs as moto_server for the image's Packer build.
+            "moto[server,cloudformation,ec2,autoscaling,elbv2,iam]>=5.0",
             "openapi-spec-validator>=0.7",
             "pytest>=8.0",
+            "pyyaml>=6.0",
             "requests>=2.31",
             "schemathesis>=4.0",
             "scikit-learn>=1.3",
