@@ -29,7 +29,7 @@ import requests
 
 from tests.aws_fakes import DEBIAN_OWNER, NEWEST_DEBIAN_AMI, EgressRecorder, MotoServer
 from tests.stack import REPO
-from tests.test_e2e import HOSTILE, JSON, digits_images
+from tests.test_e2e import HOSTILE, digits_images
 
 sys.path.insert(0, str(REPO / "scripts"))
 import bake_local  # noqa: E402

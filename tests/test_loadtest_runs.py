@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from render_nginx import render
 
 from tests import keras_models
 from tests.stack import REPO, RunningStack, free_port, start_digits_stack
@@ -81,17 +82,14 @@ def digits_stack(tmp_path_factory):
 def wrong_answers(digits_stack, tmp_path):
     """A real nginx answering 200 with a wrong answer to every predict; metadata from the real stack."""
     port = free_port()
-    render = [sys.executable, str(REPO / "scripts" / "render_nginx.py")]
-    site = subprocess.run([*render, str(REPO / "tests" / "nginx" / "wrong-answers.conf"),
-                           f"LISTEN=127.0.0.1:{port}", f"UPSTREAM={digits_stack.url}"],
-                          capture_output=True, text=True, check=True).stdout
+    site = render((REPO / "tests" / "nginx" / "wrong-answers.conf").read_text(),
+                  {"LISTEN": f"127.0.0.1:{port}", "UPSTREAM": digits_stack.url})
     (tmp_path / "keras-fleet.conf").write_text(site)
     for directory in ("logs", *(f"nginx-tmp/{d}" for d in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))):
         (tmp_path / directory).mkdir(parents=True)
     # As root, nginx's workers would otherwise run as "nobody", locked out of tmp_path.
     user = "user root root;" if os.geteuid() == 0 else ""
-    main = subprocess.run([*render, str(REPO / "deploy" / "nginx" / "nginx.conf"), f"RUN_DIR={tmp_path}",
-                           f"USER_DIRECTIVE={user}"], capture_output=True, text=True, check=True).stdout
+    main = render((REPO / "deploy" / "nginx" / "nginx.conf").read_text(), {"RUN_DIR": tmp_path, "USER_DIRECTIVE": user})
     (tmp_path / "nginx.conf").write_text(main)
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     server = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf"),
