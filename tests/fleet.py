@@ -80,13 +80,18 @@ class RunningFleet:
         """The fleet's state file: its instances and settings."""
         return Fleet.load(self.run_dir)
 
+    @property
+    def api(self) -> RuntimeAPI:
+        """HAProxy's runtime API, through the fleet's own client."""
+        return RuntimeAPI(self.run_dir / "haproxy.sock")
+
     def servers(self) -> dict[str, ServerStat]:
         """HAProxy's view of the instances."""
-        return RuntimeAPI(self.run_dir / "haproxy.sock").servers()
+        return self.api.servers()
 
     def retries(self) -> int:
         """Requests HAProxy has replayed on another instance so far."""
-        return RuntimeAPI(self.run_dir / "haproxy.sock").backend_retries()
+        return self.api.backend_retries()
 
     def gunicorn_pid(self, name: str) -> int:
         """The pid of an instance's gunicorn master."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import fcntl
 import sys
 import urllib.error
 import urllib.request
@@ -99,12 +100,20 @@ def roll_command(args: argparse.Namespace) -> int:
     if not fleet or not fleet.balancer().pid():
         print("error: no local fleet is up (make fleet-up starts one)", file=sys.stderr)
         return 1
-    try:
-        roll(fleet, fleet.balancer(), model_spec(args), args.warmup, args.drain_timeout)
-    except RollAborted as exc:
-        status(args)
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    model = model_spec(args)
+    with open(args.run_dir / ".roll.lock", "w") as lock:
+        # One roll at a time, as AWS allows one instance refresh per group.
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("error: a roll of this fleet is already in progress", file=sys.stderr)
+            return 1
+        try:
+            roll(fleet, fleet.balancer(), model, args.warmup, args.drain_timeout)
+        except RollAborted as exc:
+            status(args)
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
     return status(args)
 
 
