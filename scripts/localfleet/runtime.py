@@ -1,6 +1,6 @@
 """HAProxy's runtime API over its admin socket: what the roll does to the load balancer.
 
-Each method is one or two runtime commands (management guide, "Unix Socket commands").
+Each method is a few runtime commands (HAProxy management guide, "Unix Socket commands").
 Servers are named after the fleet's instances; the backend is ``instances``.
 """
 
@@ -19,7 +19,7 @@ BACKEND = "instances"
 
 
 class BalancerError(RuntimeError):
-    """HAProxy refused a runtime command; the message is HAProxy's answer."""
+    """HAProxy refused a runtime command or could not start; the message says why."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,25 +62,28 @@ class RuntimeAPI:
         except OSError:
             return False
 
-    def servers(self) -> dict[str, ServerStat]:
-        """The backend's servers by name, from ``show stat``."""
+    def stat_rows(self) -> list[dict[str, str]]:
+        """The backend's lines of ``show stat`` (its servers and its BACKEND total), by column name."""
         rows = csv.DictReader(io.StringIO(self.command("show stat").lstrip("# ")))
+        return [row for row in rows if row["pxname"] == BACKEND]
+
+    def servers(self) -> dict[str, ServerStat]:
+        """The backend's servers by name."""
         return {
             row["svname"]: ServerStat(
                 name=row["svname"], status=row["status"], sessions=int(row["scur"] or 0),
                 served=int(row["stot"] or 0),
-                check="/".join(part for part in (row["check_status"], row["check_code"]) if part) or "-",
+                # "* " marks a check in progress; the last result is what follows it.
+                check="/".join(part for part in (row["check_status"].lstrip("* "), row["check_code"]) if part) or "-",
             )
-            for row in rows
-            if row["pxname"] == BACKEND and row["svname"] not in ("BACKEND", "FRONTEND")
+            for row in self.stat_rows()
+            if row["svname"] != "BACKEND"
         }
 
     def backend_retries(self) -> int:
         """Requests the backend retried or redispatched to another instance, so far."""
-        for row in csv.DictReader(io.StringIO(self.command("show stat").lstrip("# "))):
-            if row["pxname"] == BACKEND and row["svname"] == "BACKEND":
-                return int(row["wretr"] or 0) + int(row["wredis"] or 0)
-        raise BalancerError(f"no backend {BACKEND!r} in show stat")
+        (total,) = (row for row in self.stat_rows() if row["svname"] == "BACKEND")
+        return int(total["wretr"] or 0) + int(total["wredis"] or 0)
 
     def add(self, name: str, address: str, health: HealthCheck) -> None:
         """Add a server that stays out of rotation until it passes ``rise`` checks in a row.
