@@ -19,7 +19,7 @@ from tests import keras_models
 from tests.fleet import Load, RunningFleet
 from tests.stack import REPO
 
-from localfleet.balancer import Balancer
+from localfleet.balancer import Balancer, haproxy_binary
 from localfleet.health import HealthCheck
 
 pytestmark = pytest.mark.e2e
@@ -169,7 +169,7 @@ def test_health_check_defaults_are_the_aws_target_group_s():
 def test_rendered_haproxy_config_is_valid(tmp_path):
     balancer = Balancer(tmp_path, "127.0.0.1:1", HealthCheck())
     config = balancer.write_config()
-    check = subprocess.run(["haproxy", "-c", "-q", "-f", str(config)], capture_output=True, text=True)
+    check = subprocess.run([haproxy_binary(), "-c", "-q", "-f", str(config)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
 
 

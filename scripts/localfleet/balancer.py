@@ -24,6 +24,11 @@ TEMPLATE = Path(__file__).with_name("haproxy.cfg")
 STOP_TIMEOUT = 35
 
 
+def haproxy_binary() -> str:
+    """Debian's haproxy: on PATH, or in /usr/sbin (not on every user's PATH)."""
+    return shutil.which("haproxy") or "/usr/sbin/haproxy"
+
+
 class Balancer:
     """HAProxy listening on ``listen`` (host:port), with its admin socket in ``run_dir``."""
 
@@ -54,7 +59,7 @@ class Balancer:
 
     def start(self, timeout: float = 15) -> None:
         """Check the configuration, start HAProxy and wait until its runtime API answers."""
-        haproxy = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        haproxy = haproxy_binary()
         self.log.parent.mkdir(parents=True, exist_ok=True)
         config = str(self.write_config())
         check = subprocess.run([haproxy, "-c", "-q", "-f", config], capture_output=True, text=True)
