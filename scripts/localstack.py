@@ -41,14 +41,17 @@ class LocalStack:
     """nginx + gunicorn, configured and run from one directory."""
 
     def __init__(self, run_dir: Path, host: str, port: int, metrics_port: int | None = None,
-                 app: str = "api.wsgi:app"):
+                 app: str = "api.wsgi:app", env: dict[str, str] | None = None):
         # app: the WSGI target; `make bench` runs its comparison apps (scripts/bench_apps.py)
         # in this same stack.
+        # env: settings of this stack on top of the caller's environment; the local fleet
+        # (scripts/localfleet/) runs instances of different models from one process.
         self.run_dir = run_dir.resolve()
         self.app = app
         self.host = host
         self.port = port
-        self.config = Config.from_env()
+        self.env = dict(env or {})
+        self.config = Config.from_env({**os.environ, **self.env})
         self.metrics_port = metrics_port or self.config.metrics_port
         self.metrics_dir = self.run_dir / "prometheus"
         self.logs = self.run_dir / "logs"
@@ -98,6 +101,7 @@ class LocalStack:
             raise StackError(f"nginx rejected its configuration:\n{test.stderr}")
         env = dict(
             os.environ,
+            **self.env,
             GUNICORN_BIND=f"unix:{self.socket}",
             PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
             PYTHONUNBUFFERED="1",
@@ -144,8 +148,8 @@ class LocalStack:
         """Live pids from the pid files, by server name."""
         pids = {}
         for name, pidfile in (("nginx", self.nginx_pidfile), ("gunicorn", self.gunicorn_pidfile)):
-            pid = _read_pid(pidfile)
-            if pid and _alive(pid):
+            pid = read_pid(pidfile)
+            if pid and pid_alive(pid):
                 pids[name] = pid
         return pids
 
@@ -154,9 +158,9 @@ class LocalStack:
         gunicorn still serves), then gunicorn (TERM lets in-flight requests finish)."""
         grace = self.config.graceful_timeout + 5
         if "nginx" in pids:
-            _signal_and_wait(pids["nginx"], signal.SIGQUIT, grace)
+            signal_and_wait(pids["nginx"], signal.SIGQUIT, grace)
         if "gunicorn" in pids:
-            _signal_and_wait(pids["gunicorn"], signal.SIGTERM, grace)
+            signal_and_wait(pids["gunicorn"], signal.SIGTERM, grace)
         for pidfile in (self.nginx_pidfile, self.gunicorn_pidfile):
             pidfile.unlink(missing_ok=True)
 
@@ -178,14 +182,16 @@ class LocalStack:
         return "".join(parts)
 
 
-def _read_pid(pidfile: Path) -> int | None:
+def read_pid(pidfile: Path) -> int | None:
+    """The pid in a pid file, or None when there is no readable one."""
     try:
         return int(pidfile.read_text().strip())
     except (OSError, ValueError):
         return None
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True while the process exists (a zombie child of ours counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -199,7 +205,7 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def _signal_and_wait(pid: int, sig: signal.Signals, timeout: float) -> None:
+def signal_and_wait(pid: int, sig: signal.Signals, timeout: float) -> None:
     """Send sig, wait up to timeout for the process to exit, then SIGKILL its group."""
     try:
         os.kill(pid, sig)
@@ -207,7 +213,7 @@ def _signal_and_wait(pid: int, sig: signal.Signals, timeout: float) -> None:
         return
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _alive(pid):
+        if not pid_alive(pid):
             return
         time.sleep(0.1)
     print(f"pid {pid} ignored {sig.name} for {timeout:.0f} s; killing it", file=sys.stderr)
