@@ -225,10 +225,10 @@ test: $(IAC_INSTALLED)
 N              ?= 3
 FLEET_PORT     ?= 8000
 FLEET_DIR      ?= $(RUN_DIR)/fleet
-MODEL_VERSION  ?=
+# MODEL_VERSION (image section, default 1) labels the fleet's model; roll-local wants it given.
 # Seconds between HAProxy's health checks; empty keeps the AWS target group's 10 s.
 CHECK_INTERVAL ?=
-FLEET          := $(BIN)/python scripts/localfleetctl.py --run-dir $(FLEET_DIR)
+LOCAL_FLEET    := $(BIN)/python scripts/localfleetctl.py --run-dir $(FLEET_DIR)
 
 .PHONY: fleet-packages fleet-up fleet-status roll-local fleet-down
 
@@ -237,18 +237,18 @@ fleet-packages: ## apt-get install HAProxy (Debian's) when missing
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends haproxy; }
 
 fleet-up: setup fleet-packages ## Start N instances (MODEL_PATH, MODEL_VERSION) behind HAProxy on 127.0.0.1:FLEET_PORT
-	$(FLEET) up --instances $(N) --port $(FLEET_PORT) --model-path $(MODEL_PATH) \
+	$(LOCAL_FLEET) up --instances $(N) --port $(FLEET_PORT) --model-path $(MODEL_PATH) \
 		$(if $(MODEL_VERSION),--model-version $(MODEL_VERSION)) $(if $(CHECK_INTERVAL),--check-interval $(CHECK_INTERVAL))
 
 fleet-status: ## Show HAProxy and each instance: address, model version, health, requests in flight
-	@$(FLEET) status
+	@$(LOCAL_FLEET) status
 
 roll-local: ## Roll the local fleet to MODEL_PATH / MODEL_VERSION, one instance at a time; rolls back on failure
-	$(if $(MODEL_VERSION),,$(error MODEL_VERSION is not set: make roll-local MODEL_VERSION=2 [MODEL_PATH=...]))
-	$(FLEET) roll --model-path $(MODEL_PATH) --model-version $(MODEL_VERSION)
+	$(if $(filter command line environment,$(origin MODEL_VERSION)),,$(error MODEL_VERSION is not set: make roll-local MODEL_VERSION=2 [MODEL_PATH=...]))
+	$(LOCAL_FLEET) roll --model-path $(MODEL_PATH) --model-version $(MODEL_VERSION)
 
 fleet-down: ## Stop HAProxy, then every instance, gracefully
-	@[ -x $(BIN)/python ] && $(FLEET) down || echo "not running"
+	@[ -x $(BIN)/python ] && $(LOCAL_FLEET) down || echo "not running"
 
 # The test suite runs real HAProxy; `make clean` must not orphan a running fleet.
 test: fleet-packages

@@ -67,7 +67,9 @@ def test_every_instance_is_checked_with_the_target_group_s_thresholds(fleet):
     assert "option httpchk GET /healthz/ready" in config and "timeout check 5000ms" in config
     servers = [row for row in fleet.api.stat_rows() if row["svname"] != "BACKEND"]
     assert len(servers) == 2
-    assert all((row["check_rise"], row["check_fall"]) == ("2", "2") for row in servers)
+    expected = HealthCheck()
+    assert all((row["check_rise"], row["check_fall"]) == (str(expected.healthy_threshold), str(expected.unhealthy_threshold))
+               for row in servers)
     # the interval is the only threshold the tests shorten
     assert fleet.state().health == HealthCheck(interval=1.0)
 
