@@ -22,6 +22,7 @@ import argparse
 import csv
 import io
 import json
+import math
 import multiprocessing
 import os
 import subprocess
@@ -105,7 +106,7 @@ def wrk(url: str, body: Path, content_type: str, connections: int, seconds: floa
 
 def hey(url: str, body: Path, content_type: str, rate: float, seconds: float, workers: int) -> dict:
     """Rate-limited load: `workers` clients each sending at most rate/workers requests/s."""
-    per_worker = max(1, round(rate / workers))
+    per_worker = max(1, math.ceil(rate / workers))
     out = subprocess.run(
         ["hey", "-z", f"{max(1, round(seconds))}s", "-c", str(workers), "-q", str(per_worker), "-m", "POST", "-T", content_type,
          "-D", str(body), "-t", "10", "-o", "csv", url],
@@ -229,7 +230,10 @@ def bench_latency_and_overload(name: str, model_path: Path, work: Path, capacity
         wrk(server.url, body, content_type, args.connections, args.warmup)
         unloaded = wrk(server.url, body, content_type, 1, args.seconds / 2)
         at_70 = hey(server.url, body, content_type, 0.7 * capacity, args.seconds, workers=args.hey_workers)
-        overload = hey(server.url, body, content_type, 2.0 * capacity, args.seconds, workers=args.hey_workers)
+        # hey's clients wait for each answer, so 2x capacity needs enough of them that
+        # the offered rate holds even when every answer takes the whole deadline.
+        clients = min(1000, max(args.hey_workers, math.ceil(2.0 * capacity * deadline_ms / 1000 * 1.25)))
+        overload = hey(server.url, body, content_type, 2.0 * capacity, args.seconds, workers=clients)
     result = {
         "model": model_path.name,
         "capacity_per_s": capacity,
