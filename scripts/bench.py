@@ -117,7 +117,7 @@ def hey(url: str, body: Path, content_type: str, rate: float, seconds: float, wo
     shed = sum(1 for row in rows if row["status-code"] == "503")
     other = len(rows) - len(ok) - shed
     return {
-        "offered_per_s": round(len(rows) / seconds, 1),
+        "answered_per_s": round(len(rows) / seconds, 1),
         "goodput_per_s": round(len(ok) / seconds, 1),
         "shed_503": shed,
         "other_errors": other,
