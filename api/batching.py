@@ -35,20 +35,20 @@ def request_deadline(
 ) -> float:
     """The request's deadline on the monotonic clock.
 
-    The budget counts from when nginx received the request (``X-Request-Start:
-    t=<epoch seconds>``), so time spent queued before a worker thread picked the
-    request up is counted too; without the header, from now. The clocks can be given
-    (tests); they default to the wall clock and the monotonic clock.
+    The budget counts from the request's first byte at nginx: ``X-Request-Start:
+    t=<epoch seconds when nginx passed it on> d=<seconds it had taken to arrive>``,
+    so upload time and time queued before a worker thread picked the request up both
+    count; without the header, from now. The clocks can be given (tests); they
+    default to the wall clock and the monotonic clock.
     """
     now_wall = time.time() if now_wall is None else now_wall
     now = time.monotonic() if now is None else now
-    waited = 0.0
-    if start_header and start_header.startswith("t="):
-        try:
-            waited = min(max(0.0, now_wall - float(start_header[2:])), budget_seconds)
-        except ValueError:
-            waited = 0.0
-    return now + budget_seconds - waited
+    fields = dict(part.split("=", 1) for part in (start_header or "").split() if "=" in part)
+    try:
+        waited = now_wall - float(fields["t"]) + float(fields.get("d", 0))
+    except (KeyError, ValueError):
+        waited = 0.0
+    return now + budget_seconds - min(max(0.0, waited), budget_seconds)
 
 
 class Overloaded(Exception):
@@ -94,6 +94,11 @@ class Batcher:
         self._queue: queue.Queue[_Pending] = queue.Queue()
         self._carry: _Pending | None = None  # taken from the queue but did not fit the last batch
         self._waiting = 0
+        self._queued_rows = 0
+        # Recent model cost, to tell early which requests cannot make their deadline:
+        # seconds per row and per call (moving averages; 0 until the first batch).
+        self._row_seconds = 0.0
+        self._call_seconds_avg = 0.0
         self._lock = threading.Lock()
         self._batch_sizes = metrics.batch_size.labels(model_name)
         self._call_seconds = metrics.model_call.labels(model_name)
@@ -107,7 +112,14 @@ class Batcher:
         with self._lock:
             if self._waiting >= self.max_queue:
                 raise Overloaded("queue_full", f"the server is at capacity ({self._waiting} requests queued); retry")
+            # Shed now what the queue ahead cannot clear in time, rather than compute it
+            # after its client has given up: that would waste the capacity under overload.
+            expected = (self._queued_rows + rows) * self._row_seconds
+            if time.monotonic() + expected > deadline:
+                raise Overloaded("predicted_late", "the server is at capacity: the queue cannot be cleared "
+                                 "within the request deadline; retry")
             self._waiting += 1
+            self._queued_rows += rows
         self._queue_depth.inc()
         pending = _Pending(inputs=inputs, rows=rows, deadline=deadline)
         self._queue.put(pending)
@@ -125,6 +137,7 @@ class Batcher:
             if pending.queued:
                 pending.queued = False
                 self._waiting -= 1
+                self._queued_rows -= pending.rows
                 self._queue_depth.dec()
 
     def _run(self) -> None:
@@ -156,10 +169,16 @@ class Batcher:
 
     def _execute(self, batch: list[_Pending]) -> None:
         live = []
+        done_by = time.monotonic() + self._call_seconds_avg
         for pending in batch:
             self._leave_queue(pending)
-            if not pending.abandoned:
-                live.append(pending)
+            if pending.abandoned:
+                continue
+            if pending.deadline < done_by:
+                # It would be answered after its deadline: free its place in the batch now.
+                pending.finish(error=Overloaded("deadline", "the request could not be answered within its deadline; retry"))
+                continue
+            live.append(pending)
         if not live:
             return
         try:
@@ -195,6 +214,15 @@ class Batcher:
         }
         started = time.perf_counter()
         outputs = self._predict(joined)
-        self._call_seconds.observe(time.perf_counter() - started)
-        self._batch_sizes.observe(sum(pending.rows for pending in batch))
+        elapsed = time.perf_counter() - started
+        rows = sum(pending.rows for pending in batch)
+        self._call_seconds.observe(elapsed)
+        self._batch_sizes.observe(rows)
+        self._learn_cost(elapsed, rows)
         return outputs
+
+    def _learn_cost(self, seconds: float, rows: int) -> None:
+        # A moving average over the last ~10 calls: follows the load without jumping.
+        weight = 0.1 if self._call_seconds_avg else 1.0
+        self._call_seconds_avg += weight * (seconds - self._call_seconds_avg)
+        self._row_seconds += weight * (seconds / rows - self._row_seconds)

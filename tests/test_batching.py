@@ -173,7 +173,8 @@ def test_batched_results_equal_unbatched_results_on_a_real_model(tmp_path):
 
 @pytest.mark.parametrize(
     "header, waited",
-    [(None, 0.0), ("t=garbage", 0.0), ("t={now_minus_0_3}", 0.3), ("t={future}", 0.0), ("t={long_ago}", 1.0)],
+    [(None, 0.0), ("t=garbage", 0.0), ("t={now_minus_0_3}", 0.3), ("t={future}", 0.0), ("t={long_ago}", 1.0),
+     ("t={now_minus_0_3} d=0.200", 0.5), ("t={now_minus_0_3} d=junk", 0.0), ("d=0.4", 0.0)],
 )
 def test_deadline_counts_from_when_nginx_received_the_request(header, waited):
     now = 1_800_000_000.0
@@ -187,3 +188,46 @@ def wait_until(condition, timeout=10.0):
     while not condition():
         assert time.monotonic() < deadline, "condition never became true"
         time.sleep(0.005)
+
+
+def test_a_request_the_queue_cannot_clear_in_time_is_shed_on_arrival():
+    model = GatedModel()
+    _, batcher = make_batcher(model)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        running, queued = queue_behind_a_running_call(pool, batcher, model, [(5, 1.0)])
+        batcher._row_seconds = 1.0  # as if each row had cost a second: 5 queued + 1 > 2 s
+        with pytest.raises(Overloaded) as shed:
+            submit_later(batcher, 1, 1.0, deadline=2.0)
+        assert shed.value.reason == "predicted_late"
+        submit_after = pool.submit(submit_later, batcher, 1, 3.0, 60.0)  # a later deadline still fits
+        batcher._row_seconds = 0.0
+        model.gate.set()
+        assert submit_after.result()["y"].tolist() == [[6.0] * 3]
+        running.result(), queued[0].result()
+
+
+def test_a_queued_request_that_would_finish_late_is_dropped_before_the_call():
+    model = GatedModel()
+    _, batcher = make_batcher(model)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        running = pool.submit(submit_later, batcher, 1, 1.0)
+        assert model.entered.wait(5)
+        doomed = pool.submit(submit_later, batcher, 4, 1.0, 0.5)
+        fine = pool.submit(submit_later, batcher, 2, 1.0)
+        wait_until(lambda: batcher._waiting == 2)
+        batcher._call_seconds_avg = 10.0  # the next call is expected to take 10 s
+        model.gate.set()
+        running.result()
+        with pytest.raises(Overloaded) as shed:
+            doomed.result()
+        assert shed.value.reason == "deadline"
+        assert fine.result()["y"].shape == (2, 3)
+    assert 4 not in model.calls and 6 not in model.calls
+
+
+def test_the_cost_estimate_follows_the_model_calls():
+    model = GatedModel(gate_first_call=False)
+    _, batcher = make_batcher(model)
+    submit_later(batcher, 4, 1.0)
+    assert batcher._call_seconds_avg > 0 and batcher._row_seconds == pytest.approx(batcher._call_seconds_avg / 4)
+    assert batcher._queued_rows == 0 and batcher._waiting == 0
