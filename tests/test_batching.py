@@ -46,10 +46,16 @@ def submit_later(batcher, rows, value, deadline=LATER):
     return batcher.submit({"x": np.full((rows, 3), value, "float32")}, time.monotonic() + deadline)
 
 
-def queue_behind_a_running_call(pool, batcher, model, queued):
-    """Start one 1-row call that blocks in the model, then queue (rows, value) requests behind it."""
+def start_blocked_call(pool, batcher, model):
+    """Start one 1-row call and wait until it is inside the (gated) model."""
     running = pool.submit(submit_later, batcher, 1, 1.0)
     assert model.entered.wait(5)
+    return running
+
+
+def queue_behind_a_running_call(pool, batcher, model, queued):
+    """Start one 1-row call that blocks in the model, then queue (rows, value) requests behind it."""
+    running = start_blocked_call(pool, batcher, model)
     waiting = [pool.submit(submit_later, batcher, rows, value) for rows, value in queued]
     wait_until(lambda: batcher._waiting == len(queued))
     return running, waiting
@@ -131,8 +137,7 @@ def test_a_request_past_its_deadline_is_shed_and_never_computed():
     model = GatedModel()
     _, batcher = make_batcher(model)
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
-        running = pool.submit(submit_later, batcher, 1, 1.0)
-        assert model.entered.wait(5)
+        running = start_blocked_call(pool, batcher, model)
         with pytest.raises(Overloaded) as shed:
             submit_later(batcher, 7, 1.0, deadline=0.05)
         assert shed.value.reason == "deadline"
@@ -203,15 +208,15 @@ def test_a_request_the_queue_cannot_clear_in_time_is_shed_on_arrival():
         batcher._row_seconds = 0.0
         model.gate.set()
         assert submit_after.result()["y"].tolist() == [[6.0] * 3]
-        running.result(), queued[0].result()
+        running.result()
+        queued[0].result()
 
 
 def test_a_queued_request_that_would_finish_late_is_dropped_before_the_call():
     model = GatedModel()
     _, batcher = make_batcher(model)
     with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-        running = pool.submit(submit_later, batcher, 1, 1.0)
-        assert model.entered.wait(5)
+        running = start_blocked_call(pool, batcher, model)
         doomed = pool.submit(submit_later, batcher, 4, 1.0, 0.5)
         fine = pool.submit(submit_later, batcher, 2, 1.0)
         wait_until(lambda: batcher._waiting == 2)
