@@ -18,20 +18,14 @@ QUIET_ENDPOINTS = frozenset({"metrics"})
 def install_telemetry(app: Flask, metrics: Metrics, model_name: str) -> None:
     """Count, time and log every request the app answers."""
     # labels() costs a lookup and a lock per call; the label sets are few, so keep them.
-    counters: dict[tuple[str, int], object] = {}
-    timers: dict[str, object] = {}
+    children: dict[tuple, object] = {}
 
-    def counter(endpoint: str, code: int):
-        child = counters.get((endpoint, code))
-        if child is None:
-            child = counters[(endpoint, code)] = metrics.requests.labels(endpoint, model_name, str(code))
-        return child
-
-    def timer(endpoint: str):
-        child = timers.get(endpoint)
-        if child is None:
-            child = timers[endpoint] = metrics.latency.labels(endpoint, model_name)
-        return child
+    def child(metric, *labels: str):
+        key = (id(metric), *labels)
+        found = children.get(key)
+        if found is None:
+            found = children[key] = metric.labels(*labels)
+        return found
 
     @app.before_request
     def start_clock():
@@ -43,8 +37,8 @@ def install_telemetry(app: Flask, metrics: Metrics, model_name: str) -> None:
     def record(response):
         elapsed = time.perf_counter() - g.get("started", time.perf_counter())
         endpoint = request.endpoint or "unmatched"
-        counter(endpoint, response.status_code).inc()
-        timer(endpoint).observe(elapsed)
+        child(metrics.requests, endpoint, model_name, str(response.status_code)).inc()
+        child(metrics.latency, endpoint, model_name).observe(elapsed)
         level = logging.DEBUG if endpoint in QUIET_ENDPOINTS else logging.INFO
         if response.status_code >= 500:
             level = logging.WARNING
