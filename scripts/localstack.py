@@ -191,18 +191,16 @@ def read_pid(pidfile: Path) -> int | None:
 
 
 def pid_alive(pid: int) -> bool:
-    """True while the process exists (a zombie child of ours counts as gone)."""
+    """True while the process exists and is not a zombie (ours is reaped, another's only waits)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child (serve mode) counts as gone.
-    try:
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
+        os.waitpid(pid, os.WNOHANG)  # reap it if it is our own exited child (serve mode)
     except ChildProcessError:
-        return True
+        pass
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def signal_and_wait(pid: int, sig: signal.Signals, timeout: float) -> None:

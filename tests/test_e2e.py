@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 import pytest
+from localstack import pid_alive
 
 from tests import keras_models
 from tests.stack import DIGITS, RunningStack, start_digits_stack
@@ -29,15 +30,6 @@ def digits_images(count: int) -> np.ndarray:
 def worker_pids(master: int) -> set[int]:
     out = subprocess.run(["pgrep", "-P", str(master)], capture_output=True, text=True).stdout
     return {int(pid) for pid in out.split()}
-
-
-def process_alive(pid: int) -> bool:
-    """True while the process exists and is not a zombie waiting to be reaped."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +187,7 @@ def test_make_down_lets_in_flight_requests_finish_and_leaves_no_process(slow_sta
     statuses = [future.result().status_code for future in futures]
     pool.shutdown()
     assert statuses == [200] * 4
-    assert not any(process_alive(pid) for pid in {nginx, gunicorn, *workers})
+    assert not any(pid_alive(pid) for pid in {nginx, gunicorn, *workers})
 
 
 def test_gunicorn_term_finishes_in_flight_then_nginx_answers_json_503(slow_stack):
@@ -206,9 +198,9 @@ def test_gunicorn_term_finishes_in_flight_then_nginx_answers_json_503(slow_stack
     assert [future.result().status_code for future in futures] == [200, 200]
     pool.shutdown()
     deadline = time.monotonic() + 40
-    while time.monotonic() < deadline and process_alive(gunicorn):
+    while time.monotonic() < deadline and pid_alive(gunicorn):
         time.sleep(0.1)
-    assert not process_alive(gunicorn)
+    assert not pid_alive(gunicorn)
     response = slow_stack.get("/healthz/ready")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "1"
