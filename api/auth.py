@@ -98,9 +98,11 @@ PROTECTED_ENDPOINTS = frozenset({"predict", "model_status", "model_metadata"})
 
 def install_authentication(app, api_keys: ApiKeys) -> None:
     """Require a valid API key on the model endpoints; remember its id for the request log."""
-    from flask import g, request
+    from flask import request
+
+    from api.telemetry import KEY_ID
 
     @app.before_request
     def require_api_key():
         if request.endpoint in PROTECTED_ENDPOINTS:
-            g.key_id = api_keys.authenticate(request.headers.get("Authorization"))
+            request.environ[KEY_ID] = api_keys.authenticate(request.headers.get("Authorization"))

@@ -1,21 +1,27 @@
 """Server-side batching: concurrent requests in one worker share one model call.
 
-Request threads call :meth:`Batcher.submit`; one batching thread per worker takes
+Request threads call :meth:`Batcher.submit`. There is no batching thread: the first
+request to arrive while no model call is under way becomes the *leader*. It takes
 what is queued (up to ``max_batch_size`` instances, waiting at most ``max_wait``
-after the first for more), concatenates the inputs, calls the model once and hands
-each caller exactly its own rows back. The queue is bounded and every request has
-a deadline: when the worker cannot answer in time, the caller gets
-:class:`Overloaded` at once instead of waiting without bound.
+after the first for more), concatenates the inputs, calls the model once, and hands
+each caller exactly its own rows back. Requests arriving meanwhile queue up behind
+it and make the next batch; when the leader's own request is answered it passes the
+lead to the oldest one still queued. So an idle worker answers a lone request
+without waking another thread, and a busy one batches whatever arrived during the
+previous call (a thread hand-off per request would cost more than the model call of
+a small model; measured, see README "Benchmark").
 
-The model call is traced once for any batch size (see api/model.py), so joining a
-varying number of rows never recompiles anything.
+The queue is bounded and every request has a deadline: when the worker cannot
+answer in time, the caller gets :class:`Overloaded` at once instead of waiting
+without bound. The model call is traced once for any batch size (see api/model.py),
+so joining a varying number of rows never recompiles anything.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import logging
-import queue
 import threading
 import time
 from typing import Callable
@@ -64,15 +70,25 @@ class _Pending:
     inputs: Arrays
     rows: int
     deadline: float  # time.monotonic() after which nobody waits for the answer
-    done: threading.Event = dataclasses.field(default_factory=threading.Event)
     outputs: Arrays | None = None
     error: BaseException | None = None
-    abandoned: bool = False  # the caller stopped waiting (deadline passed)
-    queued: bool = True  # still counted in the queue (bounded by max_queue)
+    finished: bool = False
+    lead: bool = False  # woken to lead the next batch rather than with an answer
+    # Held until the request is answered or asked to lead; its owner blocks acquiring
+    # it. A bare lock is the cheapest thing a thread can sleep on (an Event is a
+    # Condition and two locks).
+    wake: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def __post_init__(self):
+        self.wake.acquire()
 
     def finish(self, outputs: Arrays | None = None, error: BaseException | None = None) -> None:
-        self.outputs, self.error = outputs, error
-        self.done.set()
+        self.outputs, self.error, self.finished = outputs, error, True
+        self.wake.release()
+
+    def hand_lead(self) -> None:
+        self.lead = True
+        self.wake.release()
 
 
 class Batcher:
@@ -91,89 +107,112 @@ class Batcher:
         self.max_batch_size = max_batch_size
         self.max_wait = max_wait_seconds
         self.max_queue = max_queue
-        self._queue: queue.Queue[_Pending] = queue.Queue()
-        self._carry: _Pending | None = None  # taken from the queue but did not fit the last batch
-        self._waiting = 0
+        self._lock = threading.Lock()
+        self._arrived = threading.Condition(self._lock)  # a leader waiting for a fuller batch
+        self._queue: collections.deque[_Pending] = collections.deque()
         self._queued_rows = 0
+        self._leading = False  # a request thread is forming or running a batch
+        self._leader_waiting = False
         # Recent model cost, to tell early which requests cannot make their deadline:
         # seconds per row and per call (moving averages; 0 until the first batch).
         self._row_seconds = 0.0
         self._call_seconds_avg = 0.0
-        self._lock = threading.Lock()
         self._batch_sizes = metrics.batch_size.labels(model_name)
         self._call_seconds = metrics.model_call.labels(model_name)
         self._queue_depth = metrics.queue_depth
-        self._thread = threading.Thread(target=self._run, name="batcher", daemon=True)
-        self._thread.start()
+
+    @property
+    def _waiting(self) -> int:
+        """Requests queued and not yet taken into a batch."""
+        return len(self._queue)
 
     def submit(self, inputs: Arrays, deadline: float) -> Arrays:
         """Predict ``inputs`` in a shared batch; raise Overloaded if it cannot be done by ``deadline``."""
-        rows = len(next(iter(inputs.values())))
+        pending = _Pending(inputs=inputs, rows=len(next(iter(inputs.values()))), deadline=deadline)
         with self._lock:
-            if self._waiting >= self.max_queue:
-                raise Overloaded("queue_full", f"the server is at capacity ({self._waiting} requests queued); retry")
-            # Shed now what the queue ahead cannot clear in time, rather than compute it
-            # after its client has given up: that would waste the capacity under overload.
-            expected = (self._queued_rows + rows) * self._row_seconds
-            if time.monotonic() + expected > deadline:
-                raise Overloaded("predicted_late", "the server is at capacity: the queue cannot be cleared "
-                                 "within the request deadline; retry")
-            self._waiting += 1
-            self._queued_rows += rows
-        self._queue_depth.inc()
-        pending = _Pending(inputs=inputs, rows=rows, deadline=deadline)
-        self._queue.put(pending)
-        if not pending.done.wait(timeout=max(0.0, deadline - time.monotonic())):
-            pending.abandoned = True  # the batching thread skips it if it has not started it
-            self._leave_queue(pending)
-            raise Overloaded("deadline", "the server could not answer within the request deadline; retry")
+            self._admit(pending)
+            self._queue.append(pending)
+            self._queued_rows += pending.rows
+            lead = not self._leading
+            self._leading = True
+            if self._leader_waiting:
+                self._arrived.notify()
+        if lead:
+            self._lead(pending)
+        elif not pending.wake.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            self._give_up(pending)
+        elif pending.lead:
+            self._lead(pending)
         if pending.error is not None:
             raise pending.error
         return pending.outputs
 
-    def _leave_queue(self, pending: _Pending) -> None:
-        # Called by the caller (gave up) and by the batching thread (started it): count once.
-        with self._lock:
-            if pending.queued:
-                pending.queued = False
-                self._waiting -= 1
-                self._queued_rows -= pending.rows
-                self._queue_depth.dec()
+    def _admit(self, pending: _Pending) -> None:
+        """Refuse at once what this worker cannot answer in time (called under the lock)."""
+        if len(self._queue) >= self.max_queue:
+            raise Overloaded("queue_full", f"the server is at capacity ({len(self._queue)} requests queued); retry")
+        # Shed now what the queue ahead cannot clear in time, rather than compute it
+        # after its client has given up: that would waste the capacity under overload.
+        expected = (self._queued_rows + pending.rows) * self._row_seconds
+        if time.monotonic() + expected > pending.deadline:
+            raise Overloaded("predicted_late", "the server is at capacity: the queue cannot be cleared "
+                             "within the request deadline; retry")
 
-    def _run(self) -> None:
+    def _give_up(self, pending: _Pending) -> None:
+        """The deadline passed while queued: leave the queue, unless already taken or asked to lead."""
+        with self._lock:
+            if pending in self._queue and not pending.lead:
+                self._queue.remove(pending)
+                self._queued_rows -= pending.rows
+                raise Overloaded("deadline", "the server could not answer within the request deadline; retry")
+        # Taken into a batch (its answer is on the way) or handed the lead just now:
+        # either way, see it through; a request past its deadline is dropped unrun.
+        pending.wake.acquire()
+        if pending.lead:
+            self._lead(pending)
+
+    def _lead(self, own: _Pending) -> None:
+        """Run batches until ``own`` is answered, then pass the lead on (or end it)."""
         while True:
-            batch = self._collect()
+            batch = self._take_batch()
             try:
                 self._execute(batch)
-            except Exception:  # never let the batching thread die: callers would hang
+            except Exception:  # never leave the queue without a leader: callers would hang
                 log.exception("batch failed")
+                for pending in batch:
+                    if not pending.finished:
+                        pending.finish(error=RuntimeError("the batch failed"))
+            with self._lock:
+                if not self._queue:
+                    self._leading = False
+                    return
+                if own.finished:
+                    self._queue[0].hand_lead()
+                    return
 
-    def _collect(self) -> list[_Pending]:
-        """Block for the first request, then take more until the batch is full or max_wait passes."""
-        first = self._carry or self._queue.get()
-        self._carry = None
-        batch, rows = [first], first.rows
-        deadline = time.monotonic() + self.max_wait
-        while rows < self.max_batch_size:
-            try:
-                remaining = deadline - time.monotonic()
-                following = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if rows + following.rows > self.max_batch_size:
-                self._carry = following  # first in line for the next batch
-                break
-            batch.append(following)
-            rows += following.rows
+    def _take_batch(self) -> list[_Pending]:
+        """Take the oldest queued requests, up to max_batch_size rows (waiting up to max_wait for more)."""
+        with self._lock:
+            if self.max_wait > 0:
+                give_up_at = time.monotonic() + self.max_wait
+                self._leader_waiting = True
+                while self._queued_rows < self.max_batch_size and (left := give_up_at - time.monotonic()) > 0:
+                    self._arrived.wait(left)
+                self._leader_waiting = False
+            batch = [self._queue.popleft()]  # always at least one, even if larger than a batch
+            rows = batch[0].rows
+            while self._queue and rows + self._queue[0].rows <= self.max_batch_size:
+                rows += self._queue[0].rows
+                batch.append(self._queue.popleft())
+            self._queued_rows -= rows
+            waiting = len(self._queue)
+        self._queue_depth.set(waiting)
         return batch
 
     def _execute(self, batch: list[_Pending]) -> None:
         live = []
         done_by = time.monotonic() + self._call_seconds_avg
         for pending in batch:
-            self._leave_queue(pending)
-            if pending.abandoned:
-                continue
             if pending.deadline < done_by:
                 # It would be answered after its deadline: free its place in the batch now.
                 pending.finish(error=Overloaded("deadline", "the request could not be answered within its deadline; retry"))
@@ -208,14 +247,13 @@ class Batcher:
             pending.finish(error=exc)
 
     def _call(self, batch: list[_Pending]) -> Arrays:
-        names = list(batch[0].inputs)
         joined = batch[0].inputs if len(batch) == 1 else {
-            name: np.concatenate([pending.inputs[name] for pending in batch]) for name in names
+            name: np.concatenate([pending.inputs[name] for pending in batch]) for name in batch[0].inputs
         }
+        rows = sum(pending.rows for pending in batch)
         started = time.perf_counter()
         outputs = self._predict(joined)
         elapsed = time.perf_counter() - started
-        rows = sum(pending.rows for pending in batch)
         self._call_seconds.observe(elapsed)
         self._batch_sizes.observe(rows)
         self._learn_cost(elapsed, rows)

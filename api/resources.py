@@ -11,7 +11,7 @@ import dataclasses
 import time
 
 import numpy as np
-from flask import Response, g, request
+from flask import Response, request
 from flask_restful import Resource
 
 from api.config import Config
@@ -19,7 +19,7 @@ from api.batching import Batcher, Overloaded, request_deadline
 from api.errors import InvalidInput, ModelNotFound, ModelNotReady, ServerOverloaded
 from api.metrics import CONTENT_TYPE, Metrics
 from api.model import ModelInputError, ServedModel, TensorInfo
-from api.monitoring import PredictionMonitor
+from api.telemetry import BATCH_SIZE
 from api.validation import SERVING_SIGNATURE, parse_predict_request
 
 # numpy dtype name -> TensorFlow's DataType enum name, as TF Serving's metadata spells it.
@@ -44,7 +44,6 @@ class Services:
     model: ServedModel
     config: Config
     metrics: Metrics
-    monitor: PredictionMonitor | None
     batcher: Batcher | None
     openapi: dict | None
 
@@ -96,15 +95,13 @@ class Predict(ModelResource):
         parsed = parse_predict_request(
             request.get_data(cache=False), request.mimetype, model.signature, self.config.max_instances
         )
-        g.batch_size = parsed.batch_size
+        request.environ[BATCH_SIZE] = parsed.batch_size
         try:
             outputs = self.services.batcher.submit(parsed.inputs, deadline)
         except ModelInputError as exc:
             raise InvalidInput(f"the model rejected the input values: {exc}") from None
         except Overloaded as exc:
             self.shed(exc)
-        if self.services.monitor is not None:
-            self.services.monitor.observe(outputs)
         return format_predictions(outputs, parsed.columnar)
 
     def shed(self, overload: Overloaded):
