@@ -106,8 +106,9 @@ def wrk(url: str, body: Path, content_type: str, connections: int, seconds: floa
 
 def hey(url: str, body: Path, content_type: str, rate: float, seconds: float, workers: int) -> dict:
     """Rate-limited load: `workers` clients each sending at most rate/workers requests/s."""
-    # -q 0: no limit, each client sends its next request as soon as it has the answer.
-    per_worker = max(1, math.ceil(rate / workers)) if rate else 0
+    # -q is per client and may be fractional (rounding it up would offer far more than
+    # `rate` with many clients); 0 is no limit: each client sends as soon as answered.
+    per_worker = round(rate / workers, 3) if rate else 0
     out = subprocess.run(
         ["hey", "-z", f"{max(1, round(seconds))}s", "-c", str(workers), "-q", str(per_worker), "-m", "POST", "-T", content_type,
          "-D", str(body), "-t", "10", "-o", "csv", url],

@@ -22,6 +22,7 @@ class GatedModel:
 
     def __init__(self, gate_first_call: bool = True):
         self.calls: list[int] = []
+        self.threads: list[int] = []  # the thread each call ran in
         self.gate = threading.Event()
         self.entered = threading.Event()
         if not gate_first_call:
@@ -30,6 +31,7 @@ class GatedModel:
     def predict(self, inputs):
         x = inputs["x"]
         self.calls.append(len(x))
+        self.threads.append(threading.get_ident())
         self.entered.set()
         self.gate.wait(timeout=30)
         if (x < 0).any():
@@ -236,3 +238,36 @@ def test_the_cost_estimate_follows_the_model_calls():
     submit_later(batcher, 4, 1.0)
     assert batcher._call_seconds_avg > 0 and batcher._row_seconds == pytest.approx(batcher._call_seconds_avg / 4)
     assert batcher._queued_rows == 0 and batcher._waiting == 0
+
+
+def test_a_lone_request_runs_the_model_in_its_own_thread():
+    model = GatedModel(gate_first_call=False)
+    _, batcher = make_batcher(model)
+    assert submit_later(batcher, 2, 1.0)["y"].shape == (2, 3)
+    assert model.threads == [threading.get_ident()]
+
+
+def test_the_lead_passes_to_the_oldest_waiting_request():
+    model = GatedModel()
+    _, batcher = make_batcher(model, max_batch_size=5)
+    callers = {}
+
+    def call(rows, value):
+        callers[value] = threading.get_ident()
+        return submit_later(batcher, rows, value)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        first = pool.submit(call, 1, 0.0)
+        assert model.entered.wait(5)
+        second = pool.submit(call, 3, 1.0)
+        wait_until(lambda: batcher._waiting == 1)
+        third = pool.submit(call, 3, 2.0)  # 3 + 3 rows do not fit one batch of 5
+        wait_until(lambda: batcher._waiting == 2)
+        model.gate.set()
+        for value, future in enumerate((first, second, third)):
+            assert future.result()["y"].tolist() == [[2.0 * value] * 3] * (1 if value == 0 else 3)
+    assert model.calls == [1, 3, 3]
+    # Each batch ran in the thread of a request it answered: no thread ran a batch
+    # that was not its own, and none was woken only to pass work along.
+    assert model.threads == [callers[0.0], callers[1.0], callers[2.0]]
+    assert batcher._waiting == 0 and not batcher._leading
