@@ -63,9 +63,9 @@ logs: ## Follow the background stack's logs: app and gunicorn (JSON) and nginx's
 test: setup ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench-packages: ## apt-get install the load generators of the benchmark (wrk, hey) when missing
-	@command -v wrk >/dev/null && command -v hey >/dev/null || \
-		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk hey; }
+bench-packages: ## apt-get install the benchmark's load generator (wrk) when missing
+	@command -v wrk >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk; }
 
 bench: setup bench-packages ## Benchmark floor, naive, fleet and raw side by side; writes reports/bench.json and .md
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)

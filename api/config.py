@@ -69,6 +69,9 @@ class Config:
         "MAX_BATCH_WAIT_MS", 0.0, "How long a batch waits for more requests after its first (0: take what is queued)."
     )
     batch_queue_size: int = setting("BATCH_QUEUE_SIZE", 64, "Requests waiting for the model per worker; beyond it, 503.")
+    max_in_flight: int = setting(
+        "MAX_IN_FLIGHT", 0, "Predictions nginx passes to gunicorn at once; beyond it, 503 at once (0: 2 × workers × threads)."
+    )
     request_deadline_ms: int = setting(
         "REQUEST_DEADLINE_MS", 1000, "A request not answered this long after nginx received it gets 503 at once."
     )
@@ -153,6 +156,15 @@ class Config:
             return tuple(sorted(float(edge) for edge in self.prediction_buckets.split(",")))
         except ValueError:
             raise ValueError(f"PREDICTION_BUCKETS must be comma-separated numbers, got {self.prediction_buckets!r}") from None
+
+    @property
+    def in_flight_limit(self) -> int:
+        """MAX_IN_FLIGHT, or twice what gunicorn's threads can work on at once.
+
+        Requests past what the threads hold wait inside gunicorn, where the batcher's
+        deadline check cannot see them; the margin absorbs bursts at normal load.
+        """
+        return self.max_in_flight or 2 * max(1, self.workers) * max(1, self.threads)
 
     @property
     def intra_op_threads(self) -> int:

@@ -78,6 +78,7 @@ class LocalStack:
                 metrics_listen=f"{self.host}:{self.metrics_port}",
                 upstream=f"unix:{self.socket}",
                 access_log=str(self.logs / "access.log"),
+                error_log=str(self.logs / "nginx-error.log"),
                 headers_file=str(headers),
             ),
         )

@@ -28,7 +28,7 @@ def render(template: str, values: dict[str, object]) -> str:
 
 
 def site_values(config, *, listen: str, metrics_listen: str, upstream: str, access_log: str,
-                headers_file: str) -> dict[str, object]:
+                error_log: str, headers_file: str) -> dict[str, object]:
     """Every placeholder of deploy/nginx/keras-fleet.conf, from the stack's settings (api.config.Config).
 
     The addresses and paths differ between a local run and a VM; everything else comes
@@ -43,6 +43,8 @@ def site_values(config, *, listen: str, metrics_listen: str, upstream: str, acce
         "METRICS_LISTEN": metrics_listen,
         "UPSTREAM": upstream,
         "ACCESS_LOG": access_log,
+        "ERROR_LOG": error_log,
+        "MAX_IN_FLIGHT": config.in_flight_limit,
         "HEADERS_FILE": headers_file,
         "MAX_BODY_BYTES": config.max_body_bytes,
         "PROXY_TIMEOUT": config.timeout,
@@ -69,12 +71,13 @@ def main(argv: list[str]) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("template", type=Path)
-    for option in ("--listen", "--metrics-listen", "--upstream", "--access-log", "--headers-file"):
+    for option in ("--listen", "--metrics-listen", "--upstream", "--access-log", "--error-log", "--headers-file"):
         parser.add_argument(option, required=True)
     args = parser.parse_args(argv)
     try:
         values = site_values(Config.from_env(), listen=args.listen, metrics_listen=args.metrics_listen,
-                             upstream=args.upstream, access_log=args.access_log, headers_file=args.headers_file)
+                             upstream=args.upstream, access_log=args.access_log, error_log=args.error_log,
+                             headers_file=args.headers_file)
         sys.stdout.write(render(args.template.read_text(), values))
     except ValueError as exc:
         print(f"render_nginx: {exc}", file=sys.stderr)

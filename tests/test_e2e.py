@@ -207,6 +207,33 @@ def test_gunicorn_term_finishes_in_flight_then_nginx_answers_json_503(slow_stack
     assert "not available" in response.json()["error"]
 
 
+def test_predictions_over_max_in_flight_get_503_from_nginx_at_once_while_health_checks_pass(tmp_path):
+    model_path = keras_models.save_slow(tmp_path / "slow.keras")
+    stack = RunningStack(tmp_path / "run", {
+        "MODEL_PATH": str(model_path), "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4", "MAX_INSTANCES": "4096",
+        "MAX_BATCH_SIZE": "4096", "REQUEST_DEADLINE_MS": "60000", "MAX_IN_FLIGHT": "1",
+    })
+    stack.start()
+    try:
+        pool, futures = send_slow_requests(stack, 1)
+        time.sleep(1.0)  # the first prediction is now being computed; it takes seconds
+        assert not futures[0].done(), "the slow model answered too fast to test the cap"
+        refused = stack.post("/v1/models/slow:predict", json={"instances": [[0.0] * 4]})
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["Retry-After"] == "1"
+        assert refused.json() == {"error": "the server is at capacity; retry shortly"}
+        # Health checks and metadata do not count against the cap.
+        assert stack.get("/healthz/ready").status_code == 200
+        assert stack.get("/v1/models/slow/metadata").status_code == 200
+        assert futures[0].result().status_code == 200
+        pool.shutdown()
+        # Refused before gunicorn: the app shed nothing.
+        assert "keras_fleet_requests_shed_total{" not in stack.metrics()
+        assert stack.post("/predict", json={"instances": [[0.0] * 4]}).status_code == 200
+    finally:
+        stack.stop()
+
+
 def test_npy_body_through_nginx_answers_like_json(digits_stack):
     import io
 

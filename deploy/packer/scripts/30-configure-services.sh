@@ -38,7 +38,7 @@ install -D -m 0644 "$app/deploy/nginx/keras-fleet-headers.conf" /etc/nginx/snipp
     set -o allexport && . /etc/keras-fleet/keras-fleet.env && set +o allexport
     "$app/venv/bin/python" "$app/scripts/render_nginx.py" "$app/deploy/nginx/keras-fleet.conf" \
         --listen 80 --metrics-listen "${METRICS_PORT:-9101}" --upstream "unix:$socket" \
-        --access-log /var/log/nginx/keras-fleet.access.log \
+        --access-log /var/log/nginx/keras-fleet.access.log --error-log /var/log/nginx/error.log \
         --headers-file /etc/nginx/snippets/keras-fleet-headers.conf
 ) > /etc/nginx/sites-available/keras-fleet.conf
 ln -sfn ../sites-available/keras-fleet.conf /etc/nginx/sites-enabled/keras-fleet.conf
