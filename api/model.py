@@ -204,7 +204,33 @@ def _compile_call(model, structure, inputs: tuple[TensorInfo, ...]):
 
     # Calling the traced graph directly skips tf.function's argument matching: about
     # 100 us less per call, which is most of a small model's cost (measured here).
-    return call.get_concrete_function()
+    return _direct_call(call.get_concrete_function())
+
+
+def _direct_call(concrete):
+    """A call of the traced graph on a feed dict, flattened by hand.
+
+    ConcreteFunction.__call__ matches every argument against the signature again on each
+    call: about 60 us and most of the Python a small model's call runs (measured here,
+    README "Benchmark"). Its own fast path, for calls that no gradient tape watches, is
+    the graph's AtomicFunction called on the flat inputs plus the captured variables; so
+    is this. TensorFlow names that internal, so a TensorFlow without it gets the public
+    call instead.
+    """
+    import tensorflow as tf
+
+    atomic = getattr(concrete, "_inference_function", None)
+    if not callable(getattr(atomic, "call_preflattened", None)) or concrete.graph.deferred_external_captures:
+        return concrete  # (deferred captures are looked up anew on every call)
+    feed_spec = concrete.structured_input_signature[0][0]
+    order = tf.nest.flatten({name: name for name in feed_spec})  # how the graph's inputs are flattened
+    captured = list(concrete.captured_inputs)
+
+    def call(feed: dict):
+        return atomic.call_preflattened([tf.constant(feed[name]) for name in order] + captured)
+
+    call.concrete = concrete  # the one trace every batch size runs
+    return call
 
 
 def _output_names(model, structure, result) -> list[str]:

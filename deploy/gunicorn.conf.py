@@ -7,6 +7,8 @@ documented in the README). Start with:  gunicorn -c deploy/gunicorn.conf.py api.
 import shutil
 from pathlib import Path
 
+from gunicorn import glogging
+
 from api.config import Config
 
 _config = Config.from_env()
@@ -50,6 +52,17 @@ keepalive = 75
 # request, both with the request id; gunicorn's own access log would be a third copy.
 accesslog = None
 errorlog = "-"
+
+
+class _LoggerWithoutAccessLog(glogging.Logger):
+    """gunicorn's logger minus the access log, which a logconfig_dict turns on: it would
+    build its fields for every request only for the silenced logger below to drop them."""
+
+    def access(self, resp, req, environ, request_time):
+        return None
+
+
+logger_class = _LoggerWithoutAccessLog
 loglevel = _config.log_level
 capture_output = True
 logconfig_dict = {

@@ -3,7 +3,8 @@
 
 For two models (the demo `digits`, overhead-bound; MobileNetV2 224x224x3 with random
 weights, compute-bound) it runs, back to back, each system behind the same nginx and
-gunicorn configuration, under the same wrk load (connections, duration):
+gunicorn configuration, under the same wrk load (connections, duration), floor and
+fleet alternating for a few rounds:
 
     floor  Flask-RESTful answering a constant: the HTTP stack alone
     naive  Flask-RESTful calling model.predict per request (the usual guide)
@@ -164,26 +165,47 @@ def _raw_worker(model_path: str, threads: int, batch: int, seconds: float, queue
     queue.put(samples / (time.perf_counter() - started))
 
 
-def measure_raw(model_path: Path, batches: list[int], seconds: float) -> dict:
-    """The compute ceiling: samples/s in-process, for each split of the cores and batch size."""
+def _raw_rate(model_path: Path, processes: int, threads: int, batch: int, seconds: float) -> float:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    workers = [context.Process(target=_raw_worker, args=(str(model_path), threads, batch, seconds, queue))
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    rate = sum(queue.get(timeout=600) for _ in workers)
+    for worker in workers:
+        worker.join()
+    return rate
+
+
+def measure_raw(model_path: Path, batches: list[int], sweep_seconds: float, seconds: float) -> dict:
+    """The compute ceiling: samples/s in-process at the best split of the cores and batch size.
+
+    A short run of each split and batch size finds the best; that one is then measured
+    as long as the HTTP systems are (the largest of several short noisy runs would
+    overstate the ceiling).
+    """
     cores = os.cpu_count() or 1
     splits = sorted({(cores, 1), (1, cores)} | ({(2, cores // 2)} if cores >= 4 else set()))
-    context = multiprocessing.get_context("spawn")
     results = []
     for processes, threads in splits:
         for batch in batches:
-            queue = context.Queue()
-            workers = [context.Process(target=_raw_worker, args=(str(model_path), threads, batch, seconds, queue))
-                       for _ in range(processes)]
-            for worker in workers:
-                worker.start()
-            rate = sum(queue.get(timeout=600) for _ in workers)
-            for worker in workers:
-                worker.join()
+            rate = _raw_rate(model_path, processes, threads, batch, sweep_seconds)
             results.append({"processes": processes, "threads": threads, "batch": batch, "samples_per_s": round(rate, 1)})
             print(f"    raw {processes} proc x {threads} thr, batch {batch:>3}: {rate:8.1f} samples/s", flush=True)
-    best = max(results, key=lambda r: r["samples_per_s"])
+    best = dict(max(results, key=lambda r: r["samples_per_s"]))
+    best["samples_per_s"] = round(_raw_rate(model_path, best["processes"], best["threads"], best["batch"], seconds), 1)
+    print(f"    raw at the best, measured for {seconds:.0f} s: {best['samples_per_s']:8.1f} samples/s", flush=True)
     return {"best": best, "all": results, "samples_per_s": best["samples_per_s"]}
+
+
+def mean_of_rounds(rounds: list[dict]) -> dict:
+    """One system's wrk results over several rounds: mean rates and latencies, summed counts."""
+    combined = {key: round(float(np.mean([r[key] for r in rounds])), 3)
+                for key in ("requests_per_s", "p50_ms", "p99_ms")}
+    combined.update(errors=sum(r["errors"] for r in rounds), requests=sum(r["requests"] for r in rounds),
+                    rounds=[r["requests_per_s"] for r in rounds])
+    return combined
 
 
 # --- the run ------------------------------------------------------------------------------
@@ -194,14 +216,17 @@ def bench_model(name: str, model_path: Path, work: Path, args) -> dict:
     body, content_type = request_body(name, work)
     env = {"MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
     print(f"{name} model ({model_path.name}), {content_type}, {args.connections} connections:", flush=True)
-    rows = {
-        "floor": measure_http("bench_apps:floor()", env, body, content_type, args),
-        "naive": measure_http("bench_apps:naive()", env, body, content_type, args),
-        "fleet": measure_http("api.wsgi:app", env, body, content_type, args),
-    }
+    # floor and fleet alternate for --rounds rounds: this shared machine's speed drifts
+    # over minutes, and the ratio should compare the two at the same moments.
+    rounds: dict[str, list[dict]] = {"floor": [], "fleet": []}
+    naive = measure_http("bench_apps:naive()", env, body, content_type, args)
+    for _ in range(args.rounds):
+        for system, app in (("floor", "bench_apps:floor()"), ("fleet", "api.wsgi:app")):
+            rounds[system].append(measure_http(app, env, body, content_type, args))
+    rows = {"floor": mean_of_rounds(rounds["floor"]), "naive": naive, "fleet": mean_of_rounds(rounds["fleet"])}
     for row in rows.values():
         row["samples_per_s"] = row["requests_per_s"]  # one instance per request
-    rows["raw"] = measure_raw(model_path, args.raw_batches[name], args.raw_seconds)
+    rows["raw"] = measure_raw(model_path, args.raw_batches[name], args.raw_seconds, args.seconds)
     return {"model": model_path.name, "content_type": content_type, "systems": rows}
 
 
@@ -300,7 +325,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections (same for every system)")
     parser.add_argument("--seconds", type=float, default=15, help="each measurement's duration")
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured load before each measurement")
-    parser.add_argument("--raw-seconds", type=float, default=5)
+    parser.add_argument("--raw-seconds", type=float, default=5, help="each run of the raw sweep")
+    parser.add_argument("--rounds", type=int, default=2, help="floor and fleet measurements, alternating")
     parser.add_argument("--overload-connections", type=int, default=400, help="wrk connections of the 2x capacity run")
     parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--models", default="models/digits.keras", help="the small model")

@@ -62,12 +62,25 @@ def test_multi_input_predict_returns_named_outputs(multi):
     np.testing.assert_allclose(result["label"].sum(axis=1), 1.0, rtol=1e-5)
 
 
+def test_predict_gives_what_keras_gives_whatever_the_order_of_named_inputs(multi):
+    import keras
+
+    # The graph takes its inputs sorted by name (ids, image), the model declares image
+    # first: each value must still reach its own input.
+    feed = {"image": np.random.default_rng(0).normal(size=(3, 4, 4)).astype("float32"),
+            "ids": np.array([[1, 2], [3, 4], [0, 9]], "int32")}
+    expected = keras.saving.load_model(multi.path, compile=False)(feed, training=False)
+    result = multi.predict(feed)
+    for name in ("label", "score"):
+        np.testing.assert_allclose(result[name], np.asarray(expected[name]), rtol=1e-5, atol=1e-6)
+
+
 def test_any_batch_size_uses_one_trace(single):
     # The compiled call is traced once, for a None batch dimension, at warm-up.
     for size in (1, 2, 5, 33, 100):
         assert single.predict({"features": np.zeros((size, 4), "float32")})["scores"].shape == (size, 3)
     # One graph: the concrete function traced for (None, 4) serves every size.
-    assert single._call.structured_input_signature[0][0]["features"].shape.as_list() == [None, 4]
+    assert single._call.concrete.structured_input_signature[0][0]["features"].shape.as_list() == [None, 4]
 
 
 def test_model_predict_is_never_called(model_dir, monkeypatch):
