@@ -60,7 +60,7 @@ local-status: ## Show whether the background stack is up and ready
 logs: ## Follow the background stack's logs: app and gunicorn (JSON) and nginx's access log
 	@tail -n 20 -F $(RUN_DIR)/logs/app.log $(RUN_DIR)/logs/access.log
 
-test: setup ## Run the whole test suite (what CI runs)
+test: setup bench-packages ## Run the whole test suite (what CI runs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench-packages: ## apt-get install the benchmark's load generator (wrk) when missing

@@ -45,3 +45,8 @@ def test_tensorflow_threads_split_the_cores_between_workers():
 def test_mapping_accepts_field_or_variable_names():
     assert Config.from_mapping({"MODEL_NAME": "a"}).served_name == "a"
     assert Config.from_mapping({"model_name": "b"}).served_name == "b"
+
+
+def test_in_flight_limit_is_max_in_flight_else_twice_the_worker_threads():
+    assert Config.from_mapping({"WEB_CONCURRENCY": 3, "GUNICORN_THREADS": 4}).in_flight_limit == 24
+    assert Config.from_mapping({"WEB_CONCURRENCY": 3, "GUNICORN_THREADS": 4, "MAX_IN_FLIGHT": 5}).in_flight_limit == 5

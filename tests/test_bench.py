@@ -1,0 +1,54 @@
+"""`make bench`'s load generator (wrk with scripts/bench_wrk.lua) against a real stack.
+
+Not a benchmark: these check that the open-loop schedule sends what it is asked to and
+that accepted and shed answers are counted apart, so the numbers the bench reports
+mean what its README says.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import bench
+from tests.stack import DIGITS, RunningStack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    # Two predictions in flight at most: a single connection never meets the cap, 16 do.
+    running = RunningStack(tmp_path_factory.mktemp("bench-run"), {
+        "MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": "1", "REQUEST_DEADLINE_MS": "30000", "MAX_IN_FLIGHT": "2",
+    }).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def body(tmp_path_factory):
+    return bench.request_body("small", tmp_path_factory.mktemp("bench-body"))
+
+
+def test_closed_loop_counts_requests_and_no_errors(stack, body):
+    result = bench.wrk(stack.url + "/predict", *body, connections=2, seconds=1)
+    assert result["requests"] > 0
+    assert result["errors"] == 0
+
+
+def test_open_loop_sends_the_rate_asked_and_times_each_answer(stack, body):
+    result = bench.wrk(stack.url + "/predict", *body, connections=1, seconds=3, rate=40, track=True)
+    # A Poisson schedule of 40/s for 3 s: 120 requests on average, sd about 11.
+    assert 28 <= result["answered_per_s"] <= 52, result
+    assert result["goodput_per_s"] == result["answered_per_s"]
+    assert result["shed_503"] == 0 and result["other_errors"] == 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+def test_shed_answers_are_counted_apart_from_accepted_ones(stack, body):
+    result = bench.wrk(stack.url + "/predict", *body, connections=16, seconds=2, rate=3000, track=True)
+    assert result["shed_503"] > 0, result
+    assert result["goodput_per_s"] > 0
+    assert result["other_errors"] == 0
+    # Only accepted answers are timed.
+    assert result["p99_ms"] is not None
