@@ -169,6 +169,16 @@ def test_another_keras_model_with_named_inputs_through_model_path(tmp_path):
 # --- shutdown ------------------------------------------------------------------------------
 
 
+def start_one_worker_slow_stack(tmp_path, **settings: str) -> RunningStack:
+    """The slow model in one worker, large batches allowed and a deadline it always meets;
+    ``settings`` add or override environment variables. Started; stop() it when done."""
+    model_path = keras_models.save_slow(tmp_path / "slow.keras")
+    return RunningStack(tmp_path / "run", {
+        "MODEL_PATH": str(model_path), "WEB_CONCURRENCY": "1", "MAX_INSTANCES": "4096", "MAX_BATCH_SIZE": "4096",
+        "REQUEST_DEADLINE_MS": "60000", **settings,
+    }).start()
+
+
 def send_slow_requests(stack: RunningStack, count: int):
     body = {"instances": np.random.default_rng(0).normal(size=(4096, 4)).round(3).tolist()}
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=count)
@@ -208,12 +218,7 @@ def test_gunicorn_term_finishes_in_flight_then_nginx_answers_json_503(slow_stack
 
 
 def test_predictions_over_max_in_flight_get_503_from_nginx_at_once_while_health_checks_pass(tmp_path):
-    model_path = keras_models.save_slow(tmp_path / "slow.keras")
-    stack = RunningStack(tmp_path / "run", {
-        "MODEL_PATH": str(model_path), "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "4", "MAX_INSTANCES": "4096",
-        "MAX_BATCH_SIZE": "4096", "REQUEST_DEADLINE_MS": "60000", "MAX_IN_FLIGHT": "1",
-    })
-    stack.start()
+    stack = start_one_worker_slow_stack(tmp_path, GUNICORN_THREADS="4", MAX_IN_FLIGHT="1")
     try:
         pool, futures = send_slow_requests(stack, 1)
         time.sleep(1.0)  # the first prediction is now being computed; it takes seconds
@@ -247,12 +252,7 @@ def test_npy_body_through_nginx_answers_like_json(digits_stack):
 
 
 def test_overload_is_shed_with_503_and_retry_after_never_500(tmp_path):
-    model_path = keras_models.save_slow(tmp_path / "slow.keras")
-    stack = RunningStack(tmp_path / "run", {
-        "MODEL_PATH": str(model_path), "WEB_CONCURRENCY": "1", "GUNICORN_THREADS": "6", "MAX_INSTANCES": "4096",
-        "BATCH_QUEUE_SIZE": "1", "MAX_BATCH_SIZE": "4096", "REQUEST_DEADLINE_MS": "60000",
-    })
-    stack.start()
+    stack = start_one_worker_slow_stack(tmp_path, GUNICORN_THREADS="6", BATCH_QUEUE_SIZE="1")
     try:
         pool, futures = send_slow_requests(stack, 6)
         responses = [future.result() for future in futures]
