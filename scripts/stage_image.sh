@@ -25,7 +25,8 @@ mkdir -p "$stage/deploy/nginx" "$stage/deploy/systemd" "$stage/scripts"
 PIP_DISABLE_PIP_VERSION_CHECK=1 "$python" -m pip wheel --quiet --wheel-dir "$stage/wheelhouse" "$repo"
 
 cp "$repo/deploy/gunicorn.conf.py" "$stage/deploy/"
-cp "$repo/deploy/nginx/keras-fleet.conf" "$repo/deploy/nginx/keras-fleet-headers.conf" "$stage/deploy/nginx/"
-cp "$repo/deploy/systemd/keras-fleet.service" "$stage/deploy/systemd/"
+cp "$repo/deploy/nginx/keras-fleet.conf" "$repo/deploy/nginx/keras-fleet-headers.conf" "$repo/deploy/nginx/render-site.sh" \
+    "$stage/deploy/nginx/"
+cp "$repo/deploy/systemd/keras-fleet.service" "$repo/deploy/systemd/nginx-keras-fleet.conf" "$stage/deploy/systemd/"
 cp "$repo/scripts/render_nginx.py" "$stage/scripts/"
 echo "staged the image's files in $stage ($(du -sh "$stage" | cut -f1))"

@@ -209,6 +209,26 @@ def test_the_booted_image_serves_predictions_through_nginx(instance):
     assert requests.get(f"{URL}/healthz/live", timeout=10).json() == {"status": "alive"}
 
 
+def test_nginx_renders_its_site_for_the_machine_it_starts_on(instance, image_root):
+    site = image_root / "etc/nginx/sites-available/keras-fleet.conf"
+    settings = image_root / "etc/keras-fleet/keras-fleet.env"
+    cores = int(instance.run(["nproc"]).stdout)
+    # The cap on predictions in flight follows gunicorn here: 2 x workers (one per core) x 8 threads.
+    assert f"max_conns={2 * cores * 8};" in site.read_text()
+    original = settings.read_text()
+    try:
+        # A new setting reaches nginx at its next start: the site is rendered anew then.
+        settings.write_text(original + "MAX_IN_FLIGHT=7\n")
+        instance.run(["systemctl", "restart", "nginx.service"])
+        assert "max_conns=7;" in site.read_text()
+        assert requests.get(f"{URL}/healthz/ready", timeout=10).status_code == 200
+    finally:
+        settings.write_text(original)
+        instance.run(["systemctl", "restart", "nginx.service"])
+    assert f"max_conns={2 * cores * 8};" in site.read_text()
+    assert requests.post(f"{URL}/predict", json={"instances": digits_images(1).tolist()}, timeout=60).status_code == 200
+
+
 @pytest.mark.parametrize("label, body, headers, status", HOSTILE, ids=[case[0] for case in HOSTILE])
 def test_the_booted_image_answers_bad_input_with_a_json_4xx(instance, label, body, headers, status):
     response = requests.post(f"{URL}/v1/models/digits:predict", data=body, headers=headers, timeout=60)

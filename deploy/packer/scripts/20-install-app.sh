@@ -28,7 +28,9 @@ PIP_DISABLE_PIP_VERSION_CHECK=1 "$app/venv/bin/pip" install --quiet --no-cache-d
 install -D -m 0644 "$stage/deploy/gunicorn.conf.py" "$app/deploy/gunicorn.conf.py"
 install -D -m 0644 "$stage/deploy/nginx/keras-fleet.conf" "$app/deploy/nginx/keras-fleet.conf"
 install -D -m 0644 "$stage/deploy/nginx/keras-fleet-headers.conf" "$app/deploy/nginx/keras-fleet-headers.conf"
+install -D -m 0755 "$stage/deploy/nginx/render-site.sh" "$app/deploy/nginx/render-site.sh"
 install -D -m 0644 "$stage/deploy/systemd/keras-fleet.service" "$app/deploy/systemd/keras-fleet.service"
+install -D -m 0644 "$stage/deploy/systemd/nginx-keras-fleet.conf" "$app/deploy/systemd/nginx-keras-fleet.conf"
 install -D -m 0755 "$stage/scripts/render_nginx.py" "$app/scripts/render_nginx.py"
 
 install -D -m 0644 "$stage/model/${MODEL_FILE:?}" "$app/models/$MODEL_FILE"

@@ -31,19 +31,16 @@ ENV
 usermod --append --groups keras-fleet www-data
 install -m 0644 "$app/deploy/systemd/keras-fleet.service" /etc/systemd/system/keras-fleet.service
 
-# nginx's limits must match the app's: render the same site file `make serve` renders,
-# with values from the same settings (the env file above, read by api/config.py).
+# nginx's limits must match the app's: the site is rendered from the same template
+# `make serve` renders, with values from the same settings (the env file above, read by
+# api/config.py), now and again before each nginx start on the instance (the drop-in),
+# where the core count, and so gunicorn's workers, may differ from this machine's.
 install -D -m 0644 "$app/deploy/nginx/keras-fleet-headers.conf" /etc/nginx/snippets/keras-fleet-headers.conf
-(
-    set -o allexport && . /etc/keras-fleet/keras-fleet.env && set +o allexport
-    "$app/venv/bin/python" "$app/scripts/render_nginx.py" "$app/deploy/nginx/keras-fleet.conf" \
-        --listen 80 --metrics-listen "${METRICS_PORT:-9101}" --upstream "unix:$socket" \
-        --access-log /var/log/nginx/keras-fleet.access.log --error-log /var/log/nginx/error.log \
-        --headers-file /etc/nginx/snippets/keras-fleet-headers.conf
-) > /etc/nginx/sites-available/keras-fleet.conf
+install -D -m 0644 "$app/deploy/systemd/nginx-keras-fleet.conf" /etc/systemd/system/nginx.service.d/keras-fleet.conf
 ln -sfn ../sites-available/keras-fleet.conf /etc/nginx/sites-enabled/keras-fleet.conf
 # Debian's default site also claims port 80 as default_server.
 rm -f /etc/nginx/sites-enabled/default
+"$app/deploy/nginx/render-site.sh"
 
 systemctl daemon-reload
 systemctl enable keras-fleet.service nginx.service
