@@ -7,13 +7,14 @@
 --                                   one outstanding request per connection.
 --   BENCH_THREADS                   wrk's -t, to split BENCH_RATE between its threads
 --   BENCH_TRACK                     1: time and count each answer by status (below)
+--   BENCH_CONNECTIONS_PER_THREAD    wrk's -c / -t (tracked runs need it, below)
 --
--- Tracked, every request is timed on its own and counted by status: each carries an id
--- in X-Request-ID, which the stack's nginx echoes, so its answer can be matched to its
--- send time (wrk's own histogram cannot tell an accepted request from a shed one). The first
--- request of each connection is a GET of /healthz/ready, left out of the counts: wrk
--- sends it on connecting, before any schedule could apply, and a burst of one POST per
--- connection at once would not be the rate asked for.
+-- Tracked, every request is timed on its own and counted by status: each carries an
+-- id in X-Request-ID, which the stack's nginx echoes, so its answer is matched to its
+-- send time (wrk's own histogram cannot tell an accepted request from a shed one).
+-- The first request of each connection is then a GET of /healthz/ready, left out of
+-- the counts: wrk sends it on connecting, before any schedule could apply, and one POST
+-- per connection all at once would be a burst, not the rate asked for.
 
 local ffi = require("ffi")
 ffi.cdef [[
