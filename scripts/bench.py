@@ -269,11 +269,17 @@ def bench_latency_and_overload(name: str, model_path: Path, work: Path, args) ->
         # goodput is compared with what the stack could do around the same time.
         capacity_after = wrk(server.url, body, content_type, args.connections, args.seconds)["requests_per_s"]
     around = (capacity + capacity_after) / 2
+    # A machine that stalled during one of the two leaves the 2x rate wrong: say so.
+    steady = abs(capacity - capacity_after) <= 0.2 * around
+    if not steady:
+        print(f"  WARNING {name}: capacity {capacity}/s before the 2x run, {capacity_after}/s after: the machine's "
+              "speed changed; rerun for a trustworthy overload row", flush=True)
     result.update({
         "model": model_path.name,
         "floor_reference": floor,
         "at_2x": overload,
         "capacity_after_2x_per_s": capacity_after,
+        "capacity_steady": steady,
         "goodput_over_capacity": round(overload["goodput_per_s"] / around, 3),
         "deadline_ms": deadline_ms,
         "accepted_p99_within_deadline": overload["p99_ms"] is not None and overload["p99_ms"] <= deadline_ms,
