@@ -115,16 +115,21 @@ def wrk(url: str, body: Path, content_type: str, connections: int, seconds: floa
 
 
 class Server:
-    """One system behind nginx + gunicorn, started for a measurement and stopped after."""
+    """One system behind nginx + gunicorn, started and warmed up for a measurement, stopped after.
 
-    def __init__(self, app: str, env: dict[str, str], port: int):
-        self.app, self.env, self.port = app, env, port
+    The warm-up is the measurement's own load (body, connections) for ``args.warmup`` seconds.
+    """
+
+    def __init__(self, app: str, env: dict[str, str], body: Path, content_type: str, args):
+        self.app, self.env, self.port = app, env, args.port
+        self.warmup = (body, content_type, args.connections, args.warmup)
 
     def __enter__(self) -> "Server":
         os.environ.update(self.env)
         self.stack = LocalStack(Path(tempfile.mkdtemp(prefix="bench-")), "127.0.0.1", self.port, self.port + 1, self.app)
         self.processes = self.stack.start(foreground=False)
         self.stack.wait_ready(self.processes, timeout=180)
+        wrk(self.url, *self.warmup)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -139,8 +144,7 @@ class Server:
 
 def measure_http(app: str, env: dict, body: Path, content_type: str, args) -> dict:
     """Warm up, then one wrk measurement of one system."""
-    with Server(app, env, args.port) as server:
-        wrk(server.url, body, content_type, args.connections, args.warmup)
+    with Server(app, env, body, content_type, args) as server:
         result = wrk(server.url, body, content_type, args.connections, args.seconds)
     print(f"    {app:<22} {result['requests_per_s']:>8.1f} req/s  p50 {result['p50_ms']:.1f} ms  "
           f"p99 {result['p99_ms']:.1f} ms  errors {result['errors']}", flush=True)
@@ -254,11 +258,9 @@ def bench_latency_and_overload(name: str, model_path: Path, work: Path, args) ->
     body, content_type = request_body(name, work)
     env = {"MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
     deadline_ms = float(os.environ.get("REQUEST_DEADLINE_MS", 1000))
-    with Server("bench_apps:floor()", env, args.port) as server:
-        wrk(server.url, body, content_type, args.connections, args.warmup)
+    with Server("bench_apps:floor()", env, body, content_type, args) as server:
         floor = tail_latency(server.url, body, content_type, args)
-    with Server("api.wsgi:app", env, args.port) as server:
-        wrk(server.url, body, content_type, args.connections, args.warmup)
+    with Server("api.wsgi:app", env, body, content_type, args) as server:
         result = tail_latency(server.url, body, content_type, args)
         capacity = result["capacity_per_s"]
         # Enough connections that the offered rate holds while answers are slow: at most
