@@ -14,6 +14,8 @@ setup(
     packages=find_packages(include=["api", "api.*", "loadtest", "loadtest.*"]),
     python_requires=">=3.10",
     install_requires=[
+        # LiteRT runs the converted graph (api/litert.py); TensorFlow converts it.
+        "ai-edge-litert>=1.2",
         "flask>=3.0",
         "flask-restful>=0.3.10",
         "gunicorn>=22.0",

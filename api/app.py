@@ -12,8 +12,8 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import BaseConverter
 
 from api.auth import ApiKeys, install_authentication
-from api.batching import Batcher
-from api.config import Config
+from api.batching import Batcher, fastest_batch_size
+from api.config import AUTO_BATCH_LIMIT, Config
 from api.errors import InternalError, from_http_exception
 from api.logs import configure_logging
 from api.metrics import Metrics
@@ -87,7 +87,8 @@ def load_model(settings: Config) -> ServedModel:
     # Thread pools can only be sized before TensorFlow's first op, so this comes first.
     configure_tensorflow_threads(settings.intra_op_threads, settings.tf_inter_op_threads)
     model = ServedModel(settings.model_path, settings.served_name, settings.model_version,
-                        allow_unsafe=settings.allow_unsafe_model)
+                        allow_unsafe=settings.allow_unsafe_model, engine=settings.inference_engine,
+                        threads=settings.intra_op_threads)
     model.load()
     return model
 
@@ -100,9 +101,12 @@ def build_services(model: ServedModel, settings: Config) -> Services:
         openapi = build_document(model)
         metrics.record_model(model)
         monitor = PredictionMonitor(metrics, model.name, model.signature, settings.prediction_monitoring)
+        batch_size = settings.max_batch_size or fastest_batch_size(model.predict, model.signature, AUTO_BATCH_LIMIT)
+        log.info("batching", extra={"model": model.name, "max_batch_size": batch_size,
+                                    "measured": not settings.max_batch_size})
         batcher = Batcher(
             monitored(model.predict, monitor),
-            max_batch_size=settings.max_batch_size,
+            max_batch_size=batch_size,
             max_wait_seconds=settings.max_batch_wait_ms / 1000,
             max_queue=settings.batch_queue_size,
             metrics=metrics,

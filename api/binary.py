@@ -9,6 +9,7 @@ body.
 from __future__ import annotations
 
 import io
+import threading
 import zipfile
 
 import numpy as np
@@ -20,6 +21,11 @@ NPY_TYPE = "application/x-npy"
 NPZ_TYPE = "application/x-npz"
 # A compressed .npz may inflate; more than this many times the body is refused.
 MAX_INFLATION = 4
+# numpy reads a header with ast.literal_eval, and CPython 3.11's AST construction is not
+# safe in two threads at once: a switch inside it (a finalizer run by the garbage
+# collector) fails a valid request with "SystemError: AST constructor recursion depth
+# mismatch" (python/cpython#106905; seen here under load). One header at a time.
+_HEADER_LOCK = threading.Lock()
 
 
 def read_npy(body: bytes, what: str = "the .npy body") -> np.ndarray:
@@ -27,12 +33,11 @@ def read_npy(body: bytes, what: str = "the .npy body") -> np.ndarray:
     stream = io.BytesIO(body)
     try:
         version = npy_format.read_magic(stream)
-        if version == (1, 0):
-            shape, fortran_order, dtype = npy_format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran_order, dtype = npy_format.read_array_header_2_0(stream)
-        else:
+        if version not in ((1, 0), (2, 0)):
             raise InvalidInput(f"{what}: .npy format version {version} is not supported; use numpy.save")
+        read_header = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+        with _HEADER_LOCK:
+            shape, fortran_order, dtype = read_header(stream)
     except (ValueError, EOFError, SyntaxError) as exc:
         raise InvalidInput(f"{what} is not a valid .npy file ({exc})") from None
     if dtype.hasobject:

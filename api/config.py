@@ -15,6 +15,10 @@ from typing import Any, Mapping
 
 
 PREDICTION_MONITORING_CHOICES = ("auto", "classifier", "regressor", "off")
+# The largest batch MAX_BATCH_SIZE=0 tries when it measures the model at start.
+AUTO_BATCH_LIMIT = 64
+# What runs the traced graph: LiteRT when it can (api/litert.py), else TensorFlow.
+INFERENCE_ENGINES = ("auto", "litert", "tensorflow")
 
 
 def available_cores() -> int:
@@ -64,7 +68,10 @@ class Config:
         "MAX_BODY_BYTES", 8 * 1024 * 1024, "Largest request body, enforced by nginx and by the app (413)."
     )
     # Batching and load shedding (per worker).
-    max_batch_size: int = setting("MAX_BATCH_SIZE", 64, "Most instances joined into one model call.")
+    max_batch_size: int = setting(
+        "MAX_BATCH_SIZE", 0, f"Most instances joined into one model call (0: measured at start, up to "
+        f"{AUTO_BATCH_LIMIT}: the largest batch that still raises throughput)."
+    )
     max_batch_wait_ms: float = setting(
         "MAX_BATCH_WAIT_MS", 0.0, "How long a batch waits for more requests after its first (0: take what is queued)."
     )
@@ -91,9 +98,13 @@ class Config:
     )
     # TensorFlow.
     tf_intra_op_threads: int = setting(
-        "TF_INTRA_OP_THREADS", 0, "Threads per op in each worker; 0 means cores / workers."
+        "TF_INTRA_OP_THREADS", 0, "Threads per op in each worker (LiteRT's too); 0 means cores / workers."
     )
     tf_inter_op_threads: int = setting("TF_INTER_OP_THREADS", 1, "Ops run concurrently in each worker.")
+    inference_engine: str = setting(
+        "INFERENCE_ENGINE", "auto", "`auto` (LiteRT if the model converts and matches TensorFlow, else TensorFlow), "
+        "`litert` (refuse to start otherwise) or `tensorflow`."
+    )
     # Observability.
     log_level: str = setting("LOG_LEVEL", "info", "Log level of the app and gunicorn (JSON lines on stdout).")
     metrics_port: int = setting("METRICS_PORT", 9101, "nginx's monitoring listener for `GET /metrics`; never public.")
@@ -110,6 +121,8 @@ class Config:
     def __post_init__(self):
         if self.prediction_monitoring not in PREDICTION_MONITORING_CHOICES:
             raise ValueError(f"PREDICTION_MONITORING must be one of {', '.join(PREDICTION_MONITORING_CHOICES)}")
+        if self.inference_engine not in INFERENCE_ENGINES:
+            raise ValueError(f"INFERENCE_ENGINE must be one of {', '.join(INFERENCE_ENGINES)}")
         self.prediction_bucket_values  # noqa: B018 (parse now, so a typo fails at start)
 
     @classmethod
@@ -168,7 +181,7 @@ class Config:
 
     @property
     def intra_op_threads(self) -> int:
-        """TensorFlow threads per op, so that workers x threads is about the core count."""
+        """Threads per op (TensorFlow's or LiteRT's), so that workers x threads is about the core count."""
         return self.tf_intra_op_threads or max(1, available_cores() // max(1, self.workers))
 
 

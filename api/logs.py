@@ -53,6 +53,11 @@ class StdoutHandler(logging.StreamHandler):
 
 def configure_logging(level: str) -> None:
     """Send the app's logs as JSON lines to stdout at the given level."""
+    # Record fields no line prints, which logging would otherwise work out for every
+    # record (one per request): the caller's file and line, found by walking up the
+    # stack, and the thread's and process's names (the logging HOWTO, "Optimization").
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = StdoutHandler()
     handler.setFormatter(json_formatter())
     root = logging.getLogger()

@@ -65,8 +65,8 @@ class Metrics:
             ["model"], registry=registry, multiprocess_mode="max",
         )
         self.model_info = Gauge(
-            f"{PREFIX}_model_info", "The served model (always 1): name, version and input signature digest.",
-            ["model", "version", "signature"], registry=registry, multiprocess_mode="max",
+            f"{PREFIX}_model_info", "The served model (always 1): name, version, input signature digest, runtime.",
+            ["model", "version", "signature", "engine"], registry=registry, multiprocess_mode="max",
         )
         self.predicted_class = Counter(
             f"{PREFIX}_predictions_by_class", "Instances predicted, by predicted class (classifiers).",
@@ -79,7 +79,7 @@ class Metrics:
 
     def record_model(self, model) -> None:
         """Publish the served model's identity and its load and warm-up times."""
-        self.model_info.labels(model.name, model.version, signature_digest(model.signature)).set(1)
+        self.model_info.labels(model.name, model.version, signature_digest(model.signature), model.engine).set(1)
         self.load_seconds.labels(model.name).set(model.load_seconds)
         self.warmup_seconds.labels(model.name).set(model.warmup_seconds)
 

@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 import numpy as np
 
+from api.config import INFERENCE_ENGINES
+
 log = logging.getLogger(__name__)
 
 # dtypes a client can send as JSON numbers (or booleans for bool inputs).
@@ -85,9 +87,15 @@ def configure_tensorflow_threads(intra_op: int, inter_op: int) -> None:
 class ServedModel:
     """A Keras 3 model file, loaded in this process and called through a compiled function."""
 
-    def __init__(self, path: str | Path, name: str, version: str = "1", allow_unsafe: bool = False):
+    def __init__(self, path: str | Path, name: str, version: str = "1", allow_unsafe: bool = False,
+                 engine: str = "auto", threads: int = 1):
+        if engine not in INFERENCE_ENGINES:
+            raise ValueError(f"engine must be one of {', '.join(INFERENCE_ENGINES)}, got {engine!r}")
         self.path = Path(path)
         self.allow_unsafe = allow_unsafe
+        self.requested_engine = engine
+        self.engine = "tensorflow"  # what runs the model once loaded
+        self.threads = threads
         self.name = name
         self.version = version
         self.ready = False
@@ -110,20 +118,41 @@ class ServedModel:
         self.load_seconds = time.perf_counter() - started
 
         started = time.perf_counter()
-        warm = self._call({t.name: _zeros(t, batch=1) for t in inputs})
+        warm = self._call(zeros_feed(inputs, rows=1))
         self._output_names = _output_names(model, output_structure, warm)
         outputs = tuple(
             TensorInfo(name, (None,) + tuple(array.shape[1:]), array.dtype.name)
             for name, array in zip(self._output_names, _flatten(warm))
         )
         self.signature = Signature(inputs=inputs, outputs=outputs)
+        if self.requested_engine != "tensorflow":
+            self._switch_to_litert(inputs)
         self.warmup_seconds = time.perf_counter() - started
         self.ready = True
         log.info(
             "model loaded",
-            extra={"model": self.name, "version": self.version, "load_seconds": round(self.load_seconds, 3),
-                   "warmup_seconds": round(self.warmup_seconds, 3)},
+            extra={"model": self.name, "version": self.version, "engine": self.engine,
+                   "load_seconds": round(self.load_seconds, 3), "warmup_seconds": round(self.warmup_seconds, 3)},
         )
+
+    def _switch_to_litert(self, inputs: tuple[TensorInfo, ...]) -> None:
+        """Run the traced graph under LiteRT if it converts and computes the same (api/litert.py)."""
+        from api.litert import LiteRTUnavailable, build_litert_call
+
+        tensorflow_call = self._call
+        try:
+            lite = build_litert_call(
+                getattr(tensorflow_call, "concrete", tensorflow_call), inputs, self.threads, lambda feed: _flatten(tensorflow_call(feed))
+            )
+        except LiteRTUnavailable as exc:
+            if self.requested_engine == "litert":
+                raise ModelLoadError(f"INFERENCE_ENGINE=litert, but {exc}") from None
+            log.warning("serving with TensorFlow: LiteRT cannot run this model",
+                        extra={"model": self.name, "reason": str(exc)})
+            return
+        lite(zeros_feed(inputs, rows=1))  # warm: its first call plans the memory
+        lite.concrete = getattr(tensorflow_call, "concrete", tensorflow_call)
+        self._call, self.engine = lite, "litert"
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on a batch: input name -> array, returns output name -> array."""
@@ -135,7 +164,7 @@ class ServedModel:
             result = self._call(inputs)
         except (tf.errors.InvalidArgumentError, ValueError) as exc:
             # Values the model cannot take (an embedding index out of range, say).
-            raise ModelInputError(_first_line(exc)) from exc
+            raise ModelInputError(first_line(exc)) from exc
         return {name: np.asarray(array) for name, array in zip(self._output_names, _flatten(result))}
 
     def _read_file(self):
@@ -150,7 +179,7 @@ class ServedModel:
             # layers); only an explicit ALLOW_UNSAFE_MODEL turns it off.
             return keras.saving.load_model(self.path, compile=False, safe_mode=not self.allow_unsafe)
         except Exception as exc:  # Keras raises many types; the operator needs the message.
-            message = f"cannot load {str(self.path)!r}: {_first_line(exc)}"
+            message = f"cannot load {str(self.path)!r}: {first_line(exc)}"
             if "safe_mode" in str(exc):
                 message += " (Keras Fleet loads in safe mode; set ALLOW_UNSAFE_MODEL=true only for a file you trust)"
             raise ModelLoadError(message) from exc
@@ -255,13 +284,17 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
-def _zeros(info: TensorInfo, batch: int) -> np.ndarray:
-    # Unknown non-batch dimensions (variable-length inputs) are warmed at length 1.
-    shape = (batch,) + tuple(dim or 1 for dim in info.instance_shape)
-    return np.zeros(shape, dtype=info.dtype)
+def zeros_feed(inputs: tuple[TensorInfo, ...], rows: int) -> dict[str, np.ndarray]:
+    """A feed of ``rows`` all-zero instances per input (warm-ups, timing runs).
+
+    Unknown non-batch dimensions (variable-length inputs) get length 1.
+    """
+    return {info.name: np.zeros((rows,) + tuple(dim or 1 for dim in info.instance_shape), dtype=info.dtype)
+            for info in inputs}
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message, for an error or log line (at most 500 characters)."""
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:500]
 

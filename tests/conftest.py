@@ -11,7 +11,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from api.app import create_app  # noqa: E402
 from tests.fakes import MULTI_SIGNATURE, FakeModel  # noqa: E402
 
-TEST_CONFIG = {"MAX_INSTANCES": 16, "MAX_BODY_BYTES": 64 * 1024}
+# A fixed batch size: left at 0, the app would time the model at start, and the fakes
+# record every call (tests/test_batching.py tests that measurement).
+TEST_CONFIG = {"MAX_INSTANCES": 16, "MAX_BODY_BYTES": 64 * 1024, "MAX_BATCH_SIZE": 64}
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ class FakeModel:
         self.ready = ready
         self.load_seconds = 0.25
         self.warmup_seconds = 0.05
+        self.engine = "fake"  # ServedModel's is "litert" or "tensorflow"
         self.calls: list[dict[str, np.ndarray]] = []
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

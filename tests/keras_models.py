@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def save_single_input(path: Path) -> Path:
+def save_single_input(path: Path, seed: int = 1) -> Path:
     """A Sequential model: 4 floats -> 3 softmax probabilities."""
     import keras
 
-    keras.utils.set_random_seed(1)
+    keras.utils.set_random_seed(seed)
     model = keras.Sequential(
         [keras.Input((4,), name="features"), keras.layers.Dense(8, activation="relu"),
          keras.layers.Dense(3, activation="softmax", name="scores")]
@@ -30,6 +30,17 @@ def save_multi_input(path: Path) -> Path:
     label = keras.layers.Dense(5, activation="softmax", name="label")(joined)
     score = keras.layers.Dense(1, name="score")(joined)
     keras.Model({"image": image, "ids": ids}, {"label": label, "score": score}).save(path)
+    return path
+
+
+def save_variable_length(path: Path) -> Path:
+    """A model over sequences of any length: (None,) float tokens -> their weighted sum."""
+    import keras
+
+    keras.utils.set_random_seed(4)
+    tokens = keras.Input((None,), name="tokens")
+    weighted = keras.layers.Dense(1, name="weight")(keras.layers.Reshape((-1, 1))(tokens))
+    keras.Model(tokens, keras.layers.GlobalAveragePooling1D(name="total")(weighted)).save(path)
     return path
 
 

@@ -288,6 +288,35 @@ def test_fortran_ordered_npy_keeps_its_values(client, model):
     np.testing.assert_array_equal(model.calls[-1]["pixels"], np.array([IMAGE, BLANK], "float32"))
 
 
+def test_npy_headers_are_read_one_at_a_time(monkeypatch):
+    # numpy parses a header with ast.literal_eval, which CPython 3.11 cannot run in two
+    # threads at once (python/cpython#106905: a valid request failed with a 500 under
+    # load). A header reader that dwells inside proves the threads never overlap in it.
+    import threading
+    import time
+
+    from api import binary
+
+    real = binary.npy_format.read_array_header_1_0
+    inside, most = [0], [0]
+
+    def dwelling(stream):
+        inside[0] += 1
+        most[0] = max(most[0], inside[0])
+        time.sleep(0.002)
+        inside[0] -= 1
+        return real(stream)
+
+    monkeypatch.setattr(binary.npy_format, "read_array_header_1_0", dwelling)
+    body = npy(np.zeros((1, 8, 8), "float32"))
+    threads = [threading.Thread(target=lambda: [binary.read_npy(body) for _ in range(10)]) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert most[0] == 1
+
+
 @pytest.mark.parametrize("compressed", [False, True])
 def test_npz_body_feeds_named_inputs(multi_client, compressed):
     body = npz(compressed, features=np.array([[1, 2, 3]], "float32"), ids=np.array([10], "int32"))

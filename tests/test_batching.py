@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.batching import Batcher, Overloaded, request_deadline
+from api.batching import Batcher, Overloaded, fastest_batch_size, request_deadline
 from api.metrics import Metrics
 from api.model import ModelInputError
+from tests.fakes import DIGITS_SIGNATURE
 
 LATER = 3600.0  # a deadline nobody reaches in a test
 
@@ -271,3 +272,37 @@ def test_the_lead_passes_to_the_oldest_waiting_request():
     # that was not its own, and none was woken only to pass work along.
     assert model.threads == [callers[0.0], callers[1.0], callers[2.0]]
     assert batcher._waiting == 0 and not batcher._leading
+
+
+class CostlyModel:
+    """A model whose every call advances a clock by ``cost(rows)`` seconds."""
+
+    def __init__(self, cost):
+        self.cost = cost
+        self.now = 0.0
+        self.sizes: list[int] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def predict(self, inputs):
+        rows = len(inputs["pixels"])
+        self.sizes.append(rows)
+        self.now += self.cost(rows)
+        return {"probabilities": np.zeros((rows, 10), "float32")}
+
+
+@pytest.mark.parametrize("cost, expected", [
+    (lambda rows: 100e-6 + 1e-6 * rows, 64),  # a fixed cost per call: batching pays up to the limit
+    (lambda rows: 2e-3 * rows, 1),  # nothing shared between rows: a batch of 2 gains nothing
+    (lambda rows: 1e-3 + 1e-4 * rows if rows <= 8 else 1e-3 * rows, 8),  # rows get dearer past 8
+])
+def test_the_measured_batch_size_is_the_last_that_still_pays(cost, expected):
+    model = CostlyModel(cost)
+    assert fastest_batch_size(model.predict, DIGITS_SIGNATURE, limit=64, clock=model.clock) == expected
+    assert max(model.sizes) <= min(64, 2 * expected)  # never tries what it need not
+
+
+def test_the_measured_batch_size_never_exceeds_the_limit():
+    model = CostlyModel(lambda rows: 1e-3)
+    assert fastest_batch_size(model.predict, DIGITS_SIGNATURE, limit=20, clock=model.clock) == 16

@@ -42,7 +42,7 @@ def test_request_counters_and_latency_by_endpoint_and_code(client):
     assert latency[(("endpoint", "predict"), ("model", "digits"))] == 4
     info = samples(text, "keras_fleet_model_info")
     ((labels, value),) = info.items()
-    assert dict(labels)["version"] == "1" and value == 1
+    assert dict(labels)["version"] == "1" and dict(labels)["engine"] == "fake" and value == 1
     assert samples(text, "keras_fleet_model_load_seconds") == {(("model", "digits"),): 0.25}
 
 

@@ -15,17 +15,25 @@ def model_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("models")
 
 
-@pytest.fixture(scope="module")
-def single(model_dir):
-    model = ServedModel(keras_models.save_single_input(model_dir / "single.keras"), "single")
+# Every test of a loaded model runs under both runtimes; "litert" refuses to load
+# rather than fall back, so these also prove that both models convert.
+ENGINES = ["litert", "tensorflow"]
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def single(model_dir, request):
+    model = ServedModel(keras_models.save_single_input(model_dir / "single.keras"), "single", engine=request.param)
     model.load()
+    assert model.engine == request.param
     return model
 
 
-@pytest.fixture(scope="module")
-def multi(model_dir):
-    model = ServedModel(keras_models.save_multi_input(model_dir / "multi.keras"), "multi", version="3")
+@pytest.fixture(scope="module", params=ENGINES)
+def multi(model_dir, request):
+    model = ServedModel(keras_models.save_multi_input(model_dir / "multi.keras"), "multi", version="3",
+                        engine=request.param)
     model.load()
+    assert model.engine == request.param
     return model
 
 
@@ -73,6 +81,58 @@ def test_predict_gives_what_keras_gives_whatever_the_order_of_named_inputs(multi
     result = multi.predict(feed)
     for name in ("label", "score"):
         np.testing.assert_allclose(result[name], np.asarray(expected[name]), rtol=1e-5, atol=1e-6)
+
+
+def test_varying_batch_sizes_each_get_their_own_rows(single):
+    # LiteRT re-plans its interpreter when the row count changes: growing, shrinking
+    # and returning to a size must each give the rows computed one at a time.
+    rng = np.random.default_rng(3)
+    for size in (1, 5, 2, 64, 1, 5):
+        x = rng.normal(size=(size, 4)).astype("float32")
+        batched = single.predict({"features": x})["scores"]
+        alone = np.concatenate([single.predict({"features": x[row:row + 1]})["scores"] for row in range(size)])
+        np.testing.assert_allclose(batched, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_auto_engine_prefers_litert(model_dir):
+    model = ServedModel(keras_models.save_single_input(model_dir / "auto.keras"), "auto")
+    model.load()
+    assert model.engine == "litert"
+
+
+def test_auto_engine_keeps_tensorflow_for_what_litert_cannot_run(model_dir, caplog):
+    path = keras_models.save_variable_length(model_dir / "sequence.keras")
+    model = ServedModel(path, "sequence")
+    with caplog.at_level("WARNING", logger="api.model"):
+        model.load()
+    assert model.engine == "tensorflow"
+    assert "variable length" in caplog.records[-1].reason
+    # Still served, at any length.
+    assert model.predict({"tokens": np.ones((2, 7), "float32")})["total"].shape == (2, 1)
+    with pytest.raises(ModelLoadError, match="INFERENCE_ENGINE=litert, but inputs of variable length"):
+        ServedModel(path, "sequence", engine="litert").load()
+
+
+def test_a_converted_model_that_computes_otherwise_is_not_served(model_dir, monkeypatch):
+    import api.litert
+
+    # Stand in for a conversion that went wrong: the flatbuffer of another model with
+    # the same signature (other weights). The check against TensorFlow must catch it.
+    other = ServedModel(keras_models.save_single_input(model_dir / "other.keras", seed=9), "other",
+                        engine="tensorflow")
+    other.load()
+    wrong = api.litert._convert(other._call.concrete)
+    monkeypatch.setattr(api.litert, "_convert", lambda concrete: wrong)
+    model = ServedModel(keras_models.save_single_input(model_dir / "checked.keras"), "checked")
+    model.load()
+    assert model.engine == "tensorflow"
+    with pytest.raises(ModelLoadError, match="differs from TensorFlow's"):
+        ServedModel(model.path, "checked", engine="litert").load()
+
+
+def test_an_unknown_engine_is_refused(model_dir):
+    with pytest.raises(ValueError, match="engine must be one of auto, litert, tensorflow"):
+        ServedModel(model_dir / "x.keras", "x", engine="onnx")
 
 
 def test_any_batch_size_uses_one_trace(single):

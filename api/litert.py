@@ -1,0 +1,167 @@
+"""The traced model run by LiteRT (TensorFlow Lite's runtime) instead of TensorFlow's.
+
+The same graph, frozen and converted once per worker at load: TensorFlow's eager
+runtime costs about 100 us of Python and dispatch on every call whatever the model's
+size, LiteRT's interpreter about 5 us, and its XNNPACK kernels ran MobileNetV2 1.8x
+faster than TensorFlow's on this machine's CPU (README "Benchmark"). Not every graph
+converts, and a converted one must compute what TensorFlow computes:
+:func:`build_litert_call` raises :class:`LiteRTUnavailable` saying why when either
+fails, and the caller keeps TensorFlow.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from typing import Callable
+
+import numpy as np
+
+from api.model import first_line, zeros_feed
+
+# Converted outputs must match TensorFlow's within this (relative to the output's scale):
+# float32 kernels that sum in another order differ in the last bits, a wrong graph by far more.
+RELATIVE_TOLERANCE = 1e-3
+
+
+class LiteRTUnavailable(Exception):
+    """The model cannot run under LiteRT; the message says why (TensorFlow serves it)."""
+
+
+def build_litert_call(concrete, inputs, threads: int, reference: Callable[[dict], list]) -> Callable[[dict], list]:
+    """A LiteRT call of the traced ``concrete`` function, checked against ``reference``.
+
+    ``inputs`` are the model's TensorInfos; the call takes a feed dict (input name ->
+    batch-major array) and returns the outputs in the order ``reference`` (the
+    TensorFlow call, flattened the same way) returns them.
+    """
+    if any(dim is None for info in inputs for dim in info.instance_shape):
+        raise LiteRTUnavailable("inputs of variable length (a dimension other than the batch is unknown)")
+    flatbuffer = _convert(concrete)
+    call = _InterpreterCall(flatbuffer, concrete, threads)
+    for feed in _probe_feeds(inputs):
+        _check_same(call(feed), reference(feed))
+    return call
+
+
+def _convert(concrete) -> bytes:
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    try:
+        # Frozen first: LiteRT would otherwise keep Keras 3's variables as resource
+        # variables that nothing initialises (the converted model answers NaN). A frozen
+        # graph has no variables to pass as the converter's `trackable_obj`; its warning
+        # that one is missing would be one more non-JSON line per worker start.
+        frozen = convert_variables_to_constants_v2(concrete)
+        with _quiet("absl"):
+            return tf.lite.TFLiteConverter.from_concrete_functions([frozen]).convert()
+    except Exception as exc:  # the converter raises many types; the reason is what counts
+        raise LiteRTUnavailable(f"the graph does not convert: {first_line(exc)}") from None
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+class _InterpreterCall:
+    """One LiteRT interpreter, resized to each batch's row count (a re-plan, not a retrace)."""
+
+    def __init__(self, flatbuffer: bytes, concrete, threads: int):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
+        self._interpreter.allocate_tensors()
+        self._lock = threading.Lock()  # an interpreter runs one call at a time
+        self._rows = None
+        by_name = {detail["name"]: detail for detail in self._interpreter.get_input_details()}
+        feed_names = _flat_feed_names(concrete)
+        self._inputs = []  # (feed name, tensor index, instance shape)
+        for name, placeholder in zip(feed_names, _frozen_names(concrete.inputs)):
+            detail = by_name.get(placeholder)
+            if detail is None:
+                raise LiteRTUnavailable(f"input {name!r} is not among the converted model's inputs")
+            self._inputs.append((name, detail["index"], tuple(detail["shape_signature"][1:])))
+        out_by_name = {detail["name"]: detail["index"] for detail in self._interpreter.get_output_details()}
+        outputs = _frozen_names(concrete.outputs)
+        if any(name not in out_by_name for name in outputs):
+            raise LiteRTUnavailable("the converted model's outputs do not match the graph's")
+        self._outputs = [out_by_name[name] for name in _in_call_order(concrete, outputs)]
+
+    def __call__(self, feed: dict) -> list[np.ndarray]:
+        rows = len(next(iter(feed.values())))
+        interpreter = self._interpreter
+        with self._lock:
+            if rows != self._rows:
+                for _, index, shape in self._inputs:
+                    interpreter.resize_tensor_input(index, (rows, *shape))
+                interpreter.allocate_tensors()
+                self._rows = rows
+            for name, index, _ in self._inputs:
+                interpreter.set_tensor(index, feed[name])
+            try:
+                interpreter.invoke()
+            except RuntimeError as exc:
+                # A kernel refused these values (an index out of range, say): the
+                # inputs' fault, as TensorFlow's InvalidArgumentError would say.
+                raise ValueError(first_line(exc)) from exc
+            return [interpreter.get_tensor(index) for index in self._outputs]  # copies
+
+
+def _flat_feed_names(concrete) -> list[str]:
+    """The feed's input names in the order the traced graph takes them."""
+    import tensorflow as tf
+
+    feed_spec = concrete.structured_input_signature[0][0]
+    return tf.nest.flatten({name: name for name in feed_spec})
+
+
+def _frozen_names(tensors) -> list[str]:
+    return [tensor.name.split(":")[0] for tensor in tensors]
+
+
+def _in_call_order(concrete, flat: list):
+    """``flat`` (in the graph's flat output order) reordered as TensorFlow's call returns them."""
+    import tensorflow as tf
+
+    # The call packs its flat outputs into the model's structure; a dict keeps the
+    # model's key order, which ServedModel reads the output names from.
+    packed = tf.nest.pack_sequence_as(concrete.structured_outputs, list(range(len(flat))))
+    order = list(packed.values()) if isinstance(packed, dict) else tf.nest.flatten(packed)
+    return [flat[index] for index in order]
+
+
+def _probe_feeds(inputs) -> list[dict]:
+    """Zeros, then varied values: integer inputs stay small (embedding indices)."""
+    rng = np.random.default_rng(0)
+    zeros = zeros_feed(inputs, rows=1)
+    varied = {}
+    for info in inputs:
+        shape = (3, *info.instance_shape)
+        kind = np.dtype(info.dtype).kind
+        if kind == "f":
+            varied[info.name] = rng.normal(0, 1, shape).astype(info.dtype)
+        elif kind == "b":
+            varied[info.name] = rng.integers(0, 2, shape).astype(bool)
+        else:
+            varied[info.name] = rng.integers(0, 2, shape).astype(info.dtype)
+    return [zeros, varied]
+
+
+def _check_same(got: list, expected: list) -> None:
+    for index, (lite, reference) in enumerate(zip(got, expected)):
+        reference = np.asarray(reference)
+        if lite.shape != reference.shape:
+            raise LiteRTUnavailable(f"output {index} has shape {lite.shape} under LiteRT, {reference.shape} under TensorFlow")
+        scale = max(1.0, float(np.abs(reference).max()))
+        if not np.allclose(lite, reference, rtol=RELATIVE_TOLERANCE, atol=RELATIVE_TOLERANCE * scale, equal_nan=True):
+            difference = float(np.nanmax(np.abs(lite.astype(np.float64) - reference)))
+            raise LiteRTUnavailable(f"output {index} differs from TensorFlow's by up to {difference:.3g}")
