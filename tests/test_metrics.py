@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
+from api.logs import FLUSH_SECONDS, configure_logging
 from api.metrics import Metrics
 from api.model import Signature, TensorInfo
 from api.monitoring import PredictionMonitor, monitoring_kind
@@ -103,10 +106,40 @@ def test_bad_prediction_monitoring_setting_fails_at_start():
         create_app({**TEST_CONFIG, "PREDICTION_BUCKETS": "1,two"}, model=FakeModel())
 
 
+def flush_logs():
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+
+
+def test_info_lines_leave_together_and_a_warning_at_once(capsys):
+    configure_logging("info")
+    capsys.readouterr()  # what earlier tests' handlers wrote as they were replaced
+    log = logging.getLogger("keras_fleet.test")
+    log.info("first")
+    log.info("second")
+    assert capsys.readouterr().out == ""  # waiting, to leave in one write
+    log.warning("trouble")
+    out = capsys.readouterr().out
+    assert [json.loads(line)["message"] for line in out.splitlines()] == ["first", "second", "trouble"]
+
+
+def test_a_waiting_line_is_written_within_the_flush_interval(capsys):
+    configure_logging("info")
+    capsys.readouterr()
+    logging.getLogger("keras_fleet.test").info("soon")
+    deadline = time.monotonic() + 10 * FLUSH_SECONDS
+    out = ""
+    while "soon" not in out and time.monotonic() < deadline:
+        time.sleep(FLUSH_SECONDS / 5)
+        out += capsys.readouterr().out
+    assert json.loads(out)["message"] == "soon"
+
+
 def test_one_json_log_line_per_request_with_its_id(capsys, model):
     client = create_app(TEST_CONFIG, model=model).test_client()  # logs to the captured stdout
     capsys.readouterr()
     client.post("/predict", json={"instances": [ONES, ONES]}, headers={"X-Request-ID": "log-me"})
+    flush_logs()
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     (line,) = [entry for entry in lines if entry.get("request_id") == "log-me"]
     assert line["level"] == "INFO" and line["status"] == 200 and line["model"] == "digits"
