@@ -52,3 +52,21 @@ def test_shed_answers_are_counted_apart_from_accepted_ones(stack, body):
     assert result["other_errors"] == 0
     # Only accepted answers are timed.
     assert result["p99_ms"] is not None
+
+
+def test_request_cpu_counts_every_call_of_every_thread():
+    # scripts/bench_request_cpu.py, the README's CPU-per-request figures: each thread
+    # sends its requests through the WSGI app, and each request is answered.
+    import bench_request_cpu
+
+    answered = []
+
+    def app(environ, start_response):
+        answered.append(environ["wsgi.input"].read())
+        start_response("200 OK", [])
+        return [b"{}"]
+
+    micros = bench_request_cpu.cpu_per_request(app, b'{"instances": []}', threads=3, requests=50)
+    assert len(answered) == 200 + 3 * 50  # its warm-up, then each thread's
+    assert set(answered) == {b'{"instances": []}'}
+    assert micros > 0
