@@ -39,9 +39,15 @@ def build_litert_call(concrete, inputs, threads: int, reference: Callable[[dict]
     if any(dim is None for info in inputs for dim in info.instance_shape):
         raise LiteRTUnavailable("inputs of variable length (a dimension other than the batch is unknown)")
     flatbuffer = _convert(concrete)
-    call = _InterpreterCall(flatbuffer, concrete, threads)
-    for feed in _probe_feeds(inputs):
-        _check_same(call(feed), reference(feed))
+    try:
+        call = _InterpreterCall(flatbuffer, concrete, threads)
+        probes = [(call(feed), reference(feed)) for feed in _probe_feeds(inputs)]
+    except ImportError:
+        raise LiteRTUnavailable("the ai-edge-litert package is not installed") from None
+    except (RuntimeError, ValueError) as exc:  # the interpreter refused the converted graph
+        raise LiteRTUnavailable(f"the converted graph does not run: {first_line(exc)}") from None
+    for got, expected in probes:
+        _check_same(got, expected)
     return call
 
 

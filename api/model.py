@@ -85,7 +85,8 @@ def configure_tensorflow_threads(intra_op: int, inter_op: int) -> None:
 
 
 class ServedModel:
-    """A Keras 3 model file, loaded in this process and called through a compiled function."""
+    """A Keras 3 model file, loaded in this process and called through its traced graph
+    (under LiteRT when it runs it the same, else TensorFlow)."""
 
     def __init__(self, path: str | Path, name: str, version: str = "1", allow_unsafe: bool = False,
                  engine: str = "auto", threads: int = 1):
@@ -140,10 +141,9 @@ class ServedModel:
         from api.litert import LiteRTUnavailable, build_litert_call
 
         tensorflow_call = self._call
+        traced = getattr(tensorflow_call, "concrete", tensorflow_call)  # the direct call's, or the graph itself
         try:
-            lite = build_litert_call(
-                getattr(tensorflow_call, "concrete", tensorflow_call), inputs, self.threads, lambda feed: _flatten(tensorflow_call(feed))
-            )
+            lite = build_litert_call(traced, inputs, self.threads, reference=lambda feed: _flatten(tensorflow_call(feed)))
         except LiteRTUnavailable as exc:
             if self.requested_engine == "litert":
                 raise ModelLoadError(f"INFERENCE_ENGINE=litert, but {exc}") from None
@@ -151,7 +151,7 @@ class ServedModel:
                         extra={"model": self.name, "reason": str(exc)})
             return
         lite(zeros_feed(inputs, rows=1))  # warm: its first call plans the memory
-        lite.concrete = getattr(tensorflow_call, "concrete", tensorflow_call)
+        lite.concrete = traced
         self._call, self.engine = lite, "litert"
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

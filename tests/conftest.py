@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -14,6 +15,12 @@ from tests.fakes import MULTI_SIGNATURE, FakeModel  # noqa: E402
 # A fixed batch size: left at 0, the app would time the model at start, and the fakes
 # record every call (tests/test_batching.py tests that measurement).
 TEST_CONFIG = {"MAX_INSTANCES": 16, "MAX_BODY_BYTES": 64 * 1024, "MAX_BATCH_SIZE": 64}
+
+
+def flush_logs() -> None:
+    """Write the log lines the app's handler holds back (it writes below WARNING in batches)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 
 from api.app import create_app
 from api.auth import RECHECK_SECONDS
-from tests.conftest import TEST_CONFIG
+from tests.conftest import TEST_CONFIG, flush_logs
 from tests.stack import REPO
 
 IMAGE = [[1.0] * 8 for _ in range(8)]
@@ -55,6 +55,7 @@ def test_valid_key_is_served_and_its_id_logged(secured, key, capsys):
     capsys.readouterr()
     response = secured.post("/predict", json={"instances": [IMAGE]}, headers=bearer(key))
     assert response.status_code == 200
+    flush_logs()
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     (line,) = [entry for entry in lines if entry.get("path") == "/predict"]
     assert line["key_id"] == key.split("_")[1]

@@ -107,5 +107,9 @@ def test_app_and_nginx_log_lines_are_json_and_share_request_ids(stack):
         assert app[request_id]["status"] == nginx[request_id]["status"] == 200
         assert app[request_id]["batch_size"] == 1 and app[request_id]["model"] == "digits"
     assert app["trace-bad"]["status"] == nginx["trace-bad"]["status"] == 400
-    events = [entry for entry in map(json.loads, stack.app_log()) if entry.get("message") == "model loaded"]
-    assert len(events) >= 2 and all(entry["warmup_seconds"] >= 0 for entry in events)
+    def model_loaded():
+        return [entry for entry in map(json.loads, stack.app_log()) if entry.get("message") == "model loaded"]
+
+    # Each worker's (a replaced one's too) within the half second its lines may wait.
+    assert wait_for(lambda: len(model_loaded()) >= 2)
+    assert all(entry["warmup_seconds"] >= 0 and entry["engine"] == "litert" for entry in model_loaded())

@@ -12,6 +12,7 @@ import time
 import numpy as np
 import pytest
 
+from api.logs import FLUSH_SECONDS
 from tests.stack import DIGITS, RunningStack
 from tests.test_e2e import worker_pids
 
@@ -143,6 +144,7 @@ def test_slow_clients_are_cut_off_by_nginx_without_tying_up_workers(stack):
     for answer in answers:
         assert answer == b"" or answer.startswith(b"HTTP/1.1 408")
     assert worker_pids(stack.pid("gunicorn")) == workers
+    time.sleep(3 * FLUSH_SECONDS)  # each worker writes its request lines at least this often
     assert not [line for line in stack.app_log() if '"192.0.2.5' in line], "a slow body reached the app"
 
 

@@ -15,7 +15,7 @@ from api.logs import FLUSH_SECONDS, configure_logging
 from api.metrics import Metrics
 from api.model import Signature, TensorInfo
 from api.monitoring import PredictionMonitor, monitoring_kind
-from tests.conftest import TEST_CONFIG
+from tests.conftest import TEST_CONFIG, flush_logs
 from tests.fakes import FakeModel
 
 ONES = [[1.0] * 8 for _ in range(8)]
@@ -104,11 +104,6 @@ def test_bad_prediction_monitoring_setting_fails_at_start():
         create_app({**TEST_CONFIG, "PREDICTION_MONITORING": "sometimes"}, model=FakeModel())
     with pytest.raises(ValueError, match="PREDICTION_BUCKETS"):
         create_app({**TEST_CONFIG, "PREDICTION_BUCKETS": "1,two"}, model=FakeModel())
-
-
-def flush_logs():
-    for handler in logging.getLogger().handlers:
-        handler.flush()
 
 
 def test_info_lines_leave_together_and_a_warning_at_once(capsys):

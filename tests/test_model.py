@@ -206,3 +206,14 @@ def test_app_serves_a_real_multi_input_model(model_dir):
     assert response.headers["X-Model-Version"] == "5"
     bad = client.post("/v1/models/served:predict", json={"instances": [{"image": [[0.5] * 4] * 4, "ids": [1, 50]}]})
     assert bad.status_code == 400 and "rejected" in bad.get_json()["error"]
+
+
+def test_without_the_litert_package_auto_keeps_tensorflow(model_dir, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)  # import now fails
+    model = ServedModel(keras_models.save_single_input(model_dir / "nolite.keras"), "nolite")
+    model.load()
+    assert model.engine == "tensorflow"
+    with pytest.raises(ModelLoadError, match="ai-edge-litert package is not installed"):
+        ServedModel(model.path, "nolite", engine="litert").load()
