@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from api.model import first_line, zeros_feed
+from api.model import first_line, graph_input_order, zeros_feed
 
 # Converted outputs must match TensorFlow's within this (relative to the output's scale):
 # float32 kernels that sum in another order differ in the last bits, a wrong graph by far more.
@@ -89,7 +89,7 @@ class _InterpreterCall:
         self._lock = threading.Lock()  # an interpreter runs one call at a time
         self._rows = None
         by_name = {detail["name"]: detail for detail in self._interpreter.get_input_details()}
-        feed_names = _flat_feed_names(concrete)
+        feed_names = graph_input_order(concrete)
         self._inputs = []  # (feed name, tensor index, instance shape)
         for name, placeholder in zip(feed_names, _frozen_names(concrete.inputs)):
             detail = by_name.get(placeholder)
@@ -120,14 +120,6 @@ class _InterpreterCall:
                 # inputs' fault, as TensorFlow's InvalidArgumentError would say.
                 raise ValueError(first_line(exc)) from exc
             return [interpreter.get_tensor(index) for index in self._outputs]  # copies
-
-
-def _flat_feed_names(concrete) -> list[str]:
-    """The feed's input names in the order the traced graph takes them."""
-    import tensorflow as tf
-
-    feed_spec = concrete.structured_input_signature[0][0]
-    return tf.nest.flatten({name: name for name in feed_spec})
 
 
 def _frozen_names(tensors) -> list[str]:

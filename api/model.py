@@ -251,8 +251,7 @@ def _direct_call(concrete):
     atomic = getattr(concrete, "_inference_function", None)
     if not callable(getattr(atomic, "call_preflattened", None)) or concrete.graph.deferred_external_captures:
         return concrete  # (deferred captures are looked up anew on every call)
-    feed_spec = concrete.structured_input_signature[0][0]
-    order = tf.nest.flatten({name: name for name in feed_spec})  # how the graph's inputs are flattened
+    order = graph_input_order(concrete)
     captured = list(concrete.captured_inputs)
 
     def call(feed: dict):
@@ -260,6 +259,14 @@ def _direct_call(concrete):
 
     call.concrete = concrete  # the one trace every batch size runs
     return call
+
+
+def graph_input_order(concrete) -> list[str]:
+    """The feed's input names in the order the traced graph takes them (tf.nest's: sorted)."""
+    import tensorflow as tf
+
+    feed_spec = concrete.structured_input_signature[0][0]
+    return tf.nest.flatten({name: name for name in feed_spec})
 
 
 def _output_names(model, structure, result) -> list[str]:
