@@ -59,7 +59,7 @@ def request_deadline(
 
 def fastest_batch_size(
     predict: Callable[[Arrays], Arrays], signature: Signature, limit: int, repeats: int = 5,
-    clock: Callable[[], float] = time.perf_counter,
+    budget_seconds: float = 2.0, clock: Callable[[], float] = time.perf_counter,
 ) -> int:
     """The batch size to cap ``predict``'s batches at: doubling from 1 up to ``limit``,
     the last size whose rows per second beat the size before it by 10% or more.
@@ -67,20 +67,39 @@ def fastest_batch_size(
     Larger batches are not always faster per row: MobileNetV2 under LiteRT ran 1.7x
     more images/s one at a time than in eights on this machine's CPU (caches), while
     the digits model's rows/s grows almost with the batch. Each size's time is its
-    fastest of ``repeats`` calls, the one least disturbed by the rest of the machine.
+    fastest of up to ``repeats`` calls, the one least disturbed by the rest of the
+    machine. The whole measurement stays within about ``budget_seconds`` (it runs in a
+    worker's start, which gunicorn's timeout bounds): a slow model stops doubling early.
     """
+    spent = 0.0
+
+    def timed_call(feed: Arrays) -> float:
+        nonlocal spent
+        started = clock()
+        predict(feed)
+        elapsed = clock() - started
+        spent += elapsed
+        return elapsed
+
+    share = budget_seconds / 4  # what one size's repeats may use: a slow model still tries a few
+
     def rows_per_second(rows: int) -> float:
         feed = zeros_feed(signature.inputs, rows)
-        predict(feed)  # a first call at a new size plans its memory
-        fastest = float("inf")
+        started_at = spent
+        fastest = timed_call(feed)  # a first call at a new size also plans its memory
         for _ in range(repeats):
-            started = clock()
-            predict(feed)
-            fastest = min(fastest, clock() - started)
+            if spent - started_at >= share:
+                break
+            fastest = min(fastest, timed_call(feed))
         return rows / max(fastest, 1e-9)
 
     best, best_rate = 1, rows_per_second(1)
     while best * 2 <= limit:
+        # A call at twice the rows takes about twice as long, and a size's repeats stop
+        # past its share: stop before the next size could take the measurement past the budget.
+        call = 2 * best / best_rate
+        if spent + 2 * call + share > budget_seconds:
+            break
         rate = rows_per_second(best * 2)
         if rate < 1.1 * best_rate:
             break

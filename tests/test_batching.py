@@ -306,3 +306,12 @@ def test_the_measured_batch_size_is_the_last_that_still_pays(cost, expected):
 def test_the_measured_batch_size_never_exceeds_the_limit():
     model = CostlyModel(lambda rows: 1e-3)
     assert fastest_batch_size(model.predict, DIGITS_SIGNATURE, limit=20, clock=model.clock) == 16
+
+
+def test_measuring_a_slow_model_stays_within_its_budget():
+    # 0.3 s a row and still gaining from batching: it stops doubling where the next
+    # size would take the worker's start past the budget.
+    model = CostlyModel(lambda rows: 0.5 + 0.3 * rows)
+    chosen = fastest_batch_size(model.predict, DIGITS_SIGNATURE, limit=64, budget_seconds=10.0, clock=model.clock)
+    assert chosen == 2
+    assert model.now <= 10.0
