@@ -144,12 +144,9 @@ def _probe_feeds(inputs) -> list[dict]:
     varied = {}
     for info in inputs:
         shape = (3, *info.instance_shape)
-        kind = np.dtype(info.dtype).kind
-        if kind == "f":
+        if np.dtype(info.dtype).kind == "f":
             varied[info.name] = rng.normal(0, 1, shape).astype(info.dtype)
-        elif kind == "b":
-            varied[info.name] = rng.integers(0, 2, shape).astype(bool)
-        else:
+        else:  # integers and booleans: 0 and 1
             varied[info.name] = rng.integers(0, 2, shape).astype(info.dtype)
     return [zeros, varied]
 

@@ -49,8 +49,8 @@ class StdoutHandler(logging.StreamHandler):
 
     Lines below WARNING wait up to :data:`FLUSH_SECONDS` (or until :data:`BUFFER_BYTES`
     gather) and leave in one write: a write per request line, each releasing and
-    retaking the GIL among a worker's busy threads, cost ~45 us a request at 8
-    threads (measured, README "Benchmark"). WARNING and above leave at once, after
+    retaking the GIL among a worker's busy threads, cost a busy worker about 10% of
+    its throughput (measured, README "Logs"). WARNING and above leave at once, after
     the lines that waited before them. ``flush()`` (logging's exit hook calls it)
     writes whatever waits.
     """
