@@ -18,7 +18,10 @@ from typing import Callable
 
 import numpy as np
 
+from api.logs import native_stderr_logged
 from api.model import first_line, graph_input_order, zeros_feed
+
+log = logging.getLogger(__name__)
 
 # Converted outputs must match TensorFlow's within this (relative to the output's scale):
 # float32 kernels that sum in another order differ in the last bits, a wrong graph by far more.
@@ -84,8 +87,9 @@ class _InterpreterCall:
     def __init__(self, flatbuffer: bytes, concrete, threads: int):
         from ai_edge_litert.interpreter import Interpreter
 
-        self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
-        self._interpreter.allocate_tensors()
+        with native_stderr_logged(log):
+            self._interpreter = Interpreter(model_content=flatbuffer, num_threads=threads)
+            self._interpreter.allocate_tensors()
         self._lock = threading.Lock()  # an interpreter runs one call at a time
         self._rows = None
         by_name = {detail["name"]: detail for detail in self._interpreter.get_input_details()}

@@ -6,8 +6,12 @@ request, and at a few thousand requests a second per VM its cost shows.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import re
 import sys
+import tempfile
 import threading
 from datetime import datetime, timezone
 
@@ -16,6 +20,12 @@ import orjson
 # How long a line below WARNING may wait to be written with others, and how much may wait.
 FLUSH_SECONDS = 0.5
 BUFFER_BYTES = 64 * 1024
+
+# How native libraries mark their stderr lines' levels: TensorFlow Lite's "INFO: ...",
+# absl's "I0000 00:00:... file.cc:1] ..." (TensorFlow's own).
+_NATIVE_LEVELS = {"INFO": logging.INFO, "WARNING": logging.WARNING, "ERROR": logging.ERROR}
+_ABSL_LEVELS = {"I": logging.INFO, "W": logging.WARNING, "E": logging.ERROR, "F": logging.CRITICAL}
+_ABSL_LINE = re.compile(r"([IWEF])\d{4} [\d:.]+ +\d+ [^ \]]+\] (.*)")
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -124,3 +134,43 @@ def configure_logging(level: str) -> None:
             replaced.close()
     root.handlers = [handler]
     root.setLevel(level.upper())
+
+
+@contextlib.contextmanager
+def native_stderr_logged(logger: logging.Logger):
+    """Log, as JSON lines of ``logger``, what native code writes to stderr inside the block.
+
+    C++ libraries print to file descriptor 2 past Python's logging (LiteRT: "INFO:
+    Created TensorFlow Lite XNNPACK delegate for CPU." once per interpreter), which
+    would be the one line of a worker's output that is not JSON. The block's writes go
+    to a file (a pipe could fill and block the writer) and are logged when it ends, at
+    the level each line's mark names (:func:`native_line`).
+    """
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as captured:
+        saved = os.dup(2)
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode(errors="replace").splitlines():
+                if line.strip():
+                    logger.log(*native_line(line))
+
+
+def native_line(line: str) -> tuple[int, str]:
+    """The level and message of one line a native library printed (INFO if unmarked)."""
+    if "absl::InitializeLog()" in line:
+        # absl's notice that lines before its set-up go to stderr: where they go is
+        # exactly what is being handled here, so it warns of nothing.
+        return logging.INFO, line.partition(": ")[2] or line
+    absl = _ABSL_LINE.match(line)
+    if absl:
+        return _ABSL_LEVELS[absl[1]], absl[2]
+    prefix, _, rest = line.partition(": ")
+    if prefix in _NATIVE_LEVELS:
+        return _NATIVE_LEVELS[prefix], rest
+    return logging.INFO, line

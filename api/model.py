@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from api.config import INFERENCE_ENGINES
+from api.logs import native_stderr_logged
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +74,11 @@ def configure_tensorflow_threads(intra_op: int, inter_op: int) -> None:
 
     Each gunicorn worker calls this right after fork, so that workers x intra-op
     threads is about the number of cores instead of every worker using them all.
+    TensorFlow's import prints its native start-up lines to stderr; they are logged as
+    JSON instead.
     """
-    import tensorflow as tf
+    with native_stderr_logged(log):
+        import tensorflow as tf
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(intra_op)

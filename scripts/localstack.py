@@ -108,9 +108,9 @@ class LocalStack:
             PYTHONUNBUFFERED="1",
         )
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        # Background: JSON log lines (app and gunicorn) to app.log; native libraries'
-        # stderr chatter (TensorFlow's C++ start-up lines) to stderr.log, so app.log
-        # stays one JSON object per line.
+        # Background: JSON log lines (app and gunicorn) to app.log; anything written to
+        # stderr past logging (native code outside the start-up lines the app re-logs as
+        # JSON, a crash's trace) to stderr.log, so app.log stays one JSON object per line.
         stdout = None if foreground else open(self.logs / "app.log", "ab")
         stderr = None if foreground else open(self.logs / "stderr.log", "ab")
         gunicorn = subprocess.Popen(

@@ -82,6 +82,10 @@ class RunningStack:
         """The app's and gunicorn's JSON log lines so far."""
         return self._log("app.log")
 
+    def stderr_log(self) -> list[str]:
+        """What the processes wrote to stderr past logging."""
+        return self._log("stderr.log")
+
     def _log(self, name: str) -> list[str]:
         log = self.run_dir / "logs" / name
         return log.read_text().splitlines() if log.exists() else []

@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from api.app import create_app
+from api.errors import InvalidInput
 from tests.conftest import TEST_CONFIG
 from tests.fakes import REJECTED_VALUE, BrokenModel, FakeModel
 
@@ -308,13 +309,35 @@ def test_npy_headers_are_read_one_at_a_time(monkeypatch):
         return real(stream)
 
     monkeypatch.setattr(binary.npy_format, "read_array_header_1_0", dwelling)
-    body = npy(np.zeros((1, 8, 8), "float32"))
-    threads = [threading.Thread(target=lambda: [binary.read_npy(body) for _ in range(10)]) for _ in range(8)]
+    monkeypatch.setattr(binary, "_HEADERS", {})
+    # Every body a shape of its own: a header already read would not be read again.
+    bodies = [[npy(np.zeros((thread + 1, row + 1), "float32")) for row in range(10)] for thread in range(8)]
+    threads = [threading.Thread(target=lambda mine: [binary.read_npy(body) for body in mine], args=(mine,))
+               for mine in bodies]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert most[0] == 1
+    assert len(binary._HEADERS) == min(80, binary.HEADER_CACHE_SIZE)
+
+
+def test_npy_header_read_once_then_remembered_and_still_checked(monkeypatch):
+    from api import binary
+
+    parsed = []
+    real = binary.npy_format.read_array_header_1_0
+    monkeypatch.setattr(binary.npy_format, "read_array_header_1_0", lambda stream: parsed.append(1) or real(stream))
+    monkeypatch.setattr(binary, "_HEADERS", {})
+    first, second = np.zeros((2, 3), "float32"), np.arange(6, dtype="float32").reshape(2, 3)
+    np.testing.assert_array_equal(binary.read_npy(npy(first)), first)
+    np.testing.assert_array_equal(binary.read_npy(npy(second)), second)
+    assert len(parsed) == 1
+    # A known header does not vouch for the body: a short one is still refused.
+    with pytest.raises(InvalidInput, match="truncated or padded"):
+        binary.read_npy(npy(second)[:-4])
+    assert binary.read_npy(npy(np.zeros((3, 3), "float32"))).shape == (3, 3)
+    assert len(parsed) == 2
 
 
 @pytest.mark.parametrize("compressed", [False, True])

@@ -34,6 +34,25 @@ def test_closed_loop_counts_requests_and_no_errors(stack, body):
     result = bench.wrk(stack.url + "/predict", *body, connections=2, seconds=1)
     assert result["requests"] > 0
     assert result["errors"] == 0
+    # The machine's CPU over the run: some, and at most every core for the second (and
+    # wrk's start and stop).
+    assert 0 < result["cpu_us_per_request"] * result["requests"] <= 1.5e6 * bench.os.cpu_count()
+
+
+def test_raw_counts_the_cpu_of_the_timed_calls_only():
+    # One process and one thread cannot spend more than about a core per second of its
+    # timed loop; counting its start (loading, converting the model) would pass that.
+    rate, engine, cpu_us_per_sample = bench._raw_rate(DIGITS, "auto", 1, 1, 16, seconds=1)
+    assert rate > 0 and engine == "litert"
+    assert 0 < rate * cpu_us_per_sample / 1e6 <= 1.2
+
+
+def test_http_bound_adds_the_floor_s_cost_to_the_model_s():
+    # Raw: 1,000 samples/s using both cores (2,000 us each); the floor 500 us a request.
+    systems = {"raw": {"samples_per_s": 1000, "cpu_us_per_sample": 2000}, "floor": {"cpu_us_per_request": 500}}
+    assert bench.http_bound(systems, cores=2) == 0.8
+    systems["floor"]["cpu_us_per_request"] = 0
+    assert bench.http_bound(systems, cores=2) == 1.0
 
 
 def test_open_loop_sends_the_rate_asked_and_times_each_answer(stack, body):

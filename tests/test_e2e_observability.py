@@ -113,3 +113,6 @@ def test_app_and_nginx_log_lines_are_json_and_share_request_ids(stack):
     # Each worker's (a replaced one's too) within the half second its lines may wait.
     assert wait_for(lambda: len(model_loaded()) >= 2)
     assert all(entry["warmup_seconds"] >= 0 and entry["engine"] == "litert" for entry in model_loaded())
+    # TensorFlow's and LiteRT's native start-up lines came out as JSON, not on stderr.
+    assert any("XNNPACK" in entry.get("message", "") for entry in map(json.loads, stack.app_log()))
+    assert stack.stderr_log() == []

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from api.logs import FLUSH_SECONDS, configure_logging
+from api.logs import FLUSH_SECONDS, configure_logging, native_line, native_stderr_logged
 from api.metrics import Metrics
 from api.model import Signature, TensorInfo
 from api.monitoring import PredictionMonitor, monitoring_kind
@@ -128,6 +128,35 @@ def test_a_waiting_line_is_written_within_the_flush_interval(capsys):
         time.sleep(FLUSH_SECONDS / 5)
         out += capsys.readouterr().out
     assert json.loads(out)["message"] == "soon"
+
+
+def test_what_native_code_writes_to_stderr_becomes_json_log_lines(capfd, caplog):
+    import os
+
+    log = logging.getLogger("keras_fleet.native")
+    with caplog.at_level(logging.INFO, logger="keras_fleet.native"):
+        with native_stderr_logged(log):
+            os.write(2, b"INFO: Created a delegate.\nWARNING: slow path\nno prefix here\n")
+    assert capfd.readouterr().err == ""  # nothing reached the real stderr
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (logging.INFO, "Created a delegate."), (logging.WARNING, "slow path"), (logging.INFO, "no prefix here"),
+    ]
+    os.write(2, b"after\n")  # and stderr is back where it was
+    assert capfd.readouterr().err == "after\n"
+
+
+@pytest.mark.parametrize("line, level, message", [
+    ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.", logging.INFO,
+     "Created TensorFlow Lite XNNPACK delegate for CPU."),
+    ("I0000 00:00:1795361499.765889    8478 port.cc:153] oneDNN custom operations are on.", logging.INFO,
+     "oneDNN custom operations are on."),
+    ("E0000 00:00:1795361499.765889    8478 cuda.cc:1] no GPU: here", logging.ERROR, "no GPU: here"),
+    ("WARNING: All log messages before absl::InitializeLog() is called are written to STDERR", logging.INFO,
+     "All log messages before absl::InitializeLog() is called are written to STDERR"),
+    ("plain text: kept whole", logging.INFO, "plain text: kept whole"),
+])
+def test_native_lines_keep_their_level_and_message(line, level, message):
+    assert native_line(line) == (level, message)
 
 
 def test_one_json_log_line_per_request_with_its_id(capsys, model):

@@ -94,10 +94,12 @@ def test_varying_batch_sizes_each_get_their_own_rows(single):
         np.testing.assert_allclose(batched, alone, rtol=1e-5, atol=1e-6)
 
 
-def test_auto_engine_prefers_litert(model_dir):
+def test_auto_engine_prefers_litert(model_dir, capfd):
     model = ServedModel(keras_models.save_single_input(model_dir / "auto.keras"), "auto")
     model.load()
     assert model.engine == "litert"
+    # LiteRT's native "INFO: Created TensorFlow Lite XNNPACK delegate" went to the JSON log.
+    assert "INFO: Created" not in capfd.readouterr().err
 
 
 def test_auto_engine_keeps_tensorflow_for_what_litert_cannot_run(model_dir, caplog):
