@@ -23,7 +23,7 @@ BIN       := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 STACK     := $(BIN)/python scripts/localstack.py --run-dir $(RUN_DIR) --port $(PORT)
 
-.PHONY: help setup system-packages bench-packages serve up down local-status logs test bench clean
+.PHONY: help setup system-packages bench-packages serve up down local-status logs test bench bench-parts clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -69,6 +69,9 @@ bench-packages: ## apt-get install the benchmark's load generator (wrk) when mis
 
 bench: setup bench-packages ## Benchmark floor, naive, fleet and raw side by side; writes reports/bench.json and .md
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
+
+bench-parts: setup bench-packages ## What each part of the fleet's work costs on the small model; writes reports/bench_parts.*
+	$(BIN)/python scripts/bench_parts.py $(BENCH_ARGS)
 
 clean: down ## Remove the run directory and build leftovers (keeps the venv and models)
 	rm -rf $(RUN_DIR) build *.egg-info .pytest_cache

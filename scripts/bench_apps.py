@@ -6,12 +6,15 @@
 floor: Flask-RESTful answering a constant: what the HTTP stack alone can carry.
 naive: what the usual deployment guides show: Flask-RESTful calling model.predict
        on each request's body. Both read MODEL_PATH like the real app.
+fleet_without('model,batcher,telemetry'): Keras Fleet with parts of its work taken
+       out, to measure what each costs (scripts/bench_parts.py); never served.
 """
 
 from __future__ import annotations
 
 import io
 import os
+from typing import Callable
 
 import numpy as np
 from flask import Flask, request
@@ -45,6 +48,47 @@ def naive() -> Flask:
             return {"predictions": model.predict(batch, verbose=0).tolist()}
 
     return _app(Predict)
+
+
+# What fleet_without can take out of Keras Fleet.
+PARTS = ("model", "batcher", "telemetry")
+
+
+def fleet_without(parts: str, patch: Callable = setattr) -> Flask:
+    """Keras Fleet (the app, as api.wsgi builds it) with ``parts``, a comma-separated
+    subset of PARTS, taken out:
+
+    model      the model is called once; every request gets copies of that answer
+    batcher    each request calls the model in its own thread: no joining, no hand-off
+    telemetry  no per-request metrics or log line
+
+    ``patch`` makes the replacements (tests pass pytest's monkeypatch.setattr, which
+    undoes them).
+    """
+    from api import app as fleet_app, batching, model as served, telemetry
+
+    skipped = {part for part in parts.split(",") if part}
+    if skipped - set(PARTS):
+        raise ValueError(f"unknown parts {sorted(skipped - set(PARTS))}; choose among {', '.join(PARTS)}")
+    if "model" in skipped:
+        call_model = served.ServedModel.predict
+
+        def first_answer_again(self, inputs):
+            if not hasattr(self, "bench_answer"):
+                self.bench_answer = call_model(self, served.zeros_feed(self.signature.inputs, rows=1))
+            rows = len(next(iter(inputs.values())))
+            return {name: np.repeat(answer, rows, axis=0) for name, answer in self.bench_answer.items()}
+
+        patch(served.ServedModel, "predict", first_answer_again)
+    if "batcher" in skipped:
+        class Unbatched(batching.Batcher):
+            def submit(self, inputs, deadline):
+                return self._call([batching._Pending(inputs, len(next(iter(inputs.values()))), deadline)])
+
+        patch(fleet_app, "Batcher", Unbatched)
+    if "telemetry" in skipped:
+        patch(telemetry.RequestTelemetry, "_record", lambda self, environ, status, elapsed: None)
+    return fleet_app.create_app()
 
 
 def _app(resource) -> Flask:

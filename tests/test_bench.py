@@ -89,3 +89,66 @@ def test_request_cpu_counts_every_call_of_every_thread():
     assert len(answered) == 200 + 3 * 50  # its warm-up, then each thread's
     assert set(answered) == {b'{"instances": []}'}
     assert micros > 0
+
+
+# --- scripts/bench_parts.py's variants of the fleet ----------------------------------------
+
+
+@pytest.fixture
+def fleet_without(monkeypatch):
+    """Build bench_apps.fleet_without apps in this process; every replacement undone after."""
+    import bench_apps
+
+    monkeypatch.setenv("MODEL_PATH", str(DIGITS))
+    monkeypatch.setenv("MAX_BATCH_SIZE", "8")
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    return lambda parts: bench_apps.fleet_without(parts, patch=monkeypatch.setattr).test_client()
+
+
+def digit_requests(count: int) -> list[dict]:
+    from sklearn.datasets import load_digits
+
+    return [{"instances": [image.tolist()]} for image in load_digits().images[:count]]
+
+
+def predictions(client, body: dict) -> list:
+    response = client.post("/predict", json=body)
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["predictions"]
+
+
+def test_fleet_without_the_model_call_answers_its_first_answer_again(fleet_without):
+    whole = fleet_without("")
+    first, second = digit_requests(2)
+    assert predictions(whole, first) != predictions(whole, second)  # different digits, different answers
+    without = fleet_without("model")
+    assert predictions(without, first) == predictions(without, second)
+    assert len(predictions(without, {"instances": first["instances"] * 3})) == 3
+
+
+def test_fleet_without_the_batcher_never_submits_to_one(fleet_without, monkeypatch):
+    from api import batching
+
+    submitted = []
+    submit = batching.Batcher.submit
+    monkeypatch.setattr(batching.Batcher, "submit", lambda self, *a: submitted.append(1) or submit(self, *a))
+    body = digit_requests(1)[0]
+    answer = predictions(fleet_without(""), body)
+    assert submitted == [1]
+    assert predictions(fleet_without("batcher"), body) == answer and submitted == [1]
+
+
+def test_fleet_without_telemetry_counts_and_logs_no_request(fleet_without, capsys):
+    from tests.conftest import flush_logs
+
+    client = fleet_without("telemetry")
+    capsys.readouterr()  # what earlier apps' log handlers wrote as they were replaced
+    predictions(client, digit_requests(1)[0])
+    flush_logs()
+    assert 'endpoint="predict"' not in client.get("/metrics").get_data(as_text=True)
+    assert '"message":"request"' not in capsys.readouterr().out
+
+
+def test_fleet_without_refuses_an_unknown_part(fleet_without):
+    with pytest.raises(ValueError, match="unknown parts \\['nginx'\\]"):
+        fleet_without("model,nginx")

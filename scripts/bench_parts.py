@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""What each part of Keras Fleet's work costs on the small model, over the whole stack.
+
+    make bench-parts      # about 4 minutes; writes reports/bench_parts.json and .md
+
+The digits model's fleet/floor target is missed; this says where the difference goes.
+Under the same wrk load as `make bench` (16 connections, closed loop), each variant
+behind the same nginx + gunicorn, all alternating for a few rounds (the machine's speed
+drifts): the floor, the fleet, and the fleet with one part of its work taken out
+(scripts/bench_apps.py, ``fleet_without``): the model call, the batcher, the
+per-request telemetry, then all three. Requests/s and the whole machine's CPU per
+request (wrk's included) for each; what a part costs is the fleet's CPU per request
+minus that of the fleet without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import bench
+
+VARIANTS = {
+    "floor": "bench_apps:floor()",
+    "fleet": "api.wsgi:app",
+    "fleet without the model call": "bench_apps:fleet_without('model')",
+    "fleet without the batcher": "bench_apps:fleet_without('batcher')",
+    "fleet without per-request telemetry": "bench_apps:fleet_without('telemetry')",
+    "fleet without all three": "bench_apps:fleet_without('model,batcher,telemetry')",
+}
+
+
+def measure(args) -> dict[str, dict]:
+    """Each variant's mean over the rounds: requests/s, CPU per request, latencies."""
+    body, content_type = bench.request_body("small", Path(tempfile.mkdtemp(prefix="bench-parts-")))
+    env = {"MODEL_PATH": str(bench.REPO / args.model), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    rounds: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    for number in range(args.rounds):
+        print(f"round {number + 1} of {args.rounds}:", flush=True)
+        for name, app in VARIANTS.items():
+            result = bench.measure_http(app, env, body, content_type, args)
+            rounds[name].append(result)
+    return {name: bench.mean_of_rounds(results) for name, results in rounds.items()}
+
+
+def markdown(rows: dict[str, dict]) -> str:
+    """The table the README quotes."""
+    floor, fleet = rows["floor"], rows["fleet"]
+    lines = ["| variant | requests/s | / floor | CPU µs per request | its part costs (µs) |", "|---|---|---|---|---|"]
+    for name, row in rows.items():
+        part = ""
+        if name.startswith("fleet without"):
+            part = f"{fleet['cpu_us_per_request'] - row['cpu_us_per_request']:.0f}"
+        lines.append(f"| {name} | {row['requests_per_s']:.0f} | {row['requests_per_s'] / floor['requests_per_s']:.2f} "
+                     f"| {row['cpu_us_per_request']:.0f} | {part} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    """Measure every variant and write the reports."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (as `make bench`)")
+    parser.add_argument("--seconds", type=float, default=10, help="each measurement's duration")
+    parser.add_argument("--warmup", type=float, default=3, help="unmeasured load before each measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="measurements of each variant, alternating")
+    parser.add_argument("--port", type=int, default=18080)
+    parser.add_argument("--model", default="models/digits.keras", help="the small model")
+    args = parser.parse_args()
+    rows = measure(args)
+    bench.REPORTS.mkdir(exist_ok=True)
+    (bench.REPORTS / "bench_parts.json").write_text(json.dumps(rows, indent=2))
+    table = markdown(rows)
+    (bench.REPORTS / "bench_parts.md").write_text(table)
+    print("\n" + table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
