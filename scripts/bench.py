@@ -383,16 +383,30 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def add_load_arguments(parser: argparse.ArgumentParser, seconds: float) -> None:
+    """The options of the wrk load every HTTP measurement shares (scripts/bench_parts.py's too)."""
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections (same for every system)")
+    parser.add_argument("--seconds", type=float, default=seconds, help="each measurement's duration")
+    parser.add_argument("--warmup", type=float, default=3, help="unmeasured load before each measurement")
+    parser.add_argument("--rounds", type=int, default=2, help="measurements of each system, alternating")
+    parser.add_argument("--port", type=int, default=18080)
+
+
+def write_reports(name: str, data: dict, table: str) -> None:
+    """reports/<name>.json and reports/<name>.md, and the table on stdout."""
+    REPORTS.mkdir(exist_ok=True)
+    (REPORTS / f"{name}.json").write_text(json.dumps(data, indent=2))
+    (REPORTS / f"{name}.md").write_text(table)
+    print("\n" + table)
+    print(f"wrote reports/{name}.json and reports/{name}.md")
+
+
 def main() -> int:
     """Run the whole benchmark and write the reports."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections (same for every system)")
-    parser.add_argument("--seconds", type=float, default=15, help="each measurement's duration")
-    parser.add_argument("--warmup", type=float, default=3, help="unmeasured load before each measurement")
+    add_load_arguments(parser, seconds=15)
     parser.add_argument("--raw-seconds", type=float, default=5, help="each run of the raw sweep")
-    parser.add_argument("--rounds", type=int, default=2, help="floor and fleet measurements, alternating")
     parser.add_argument("--overload-connections", type=int, default=400, help="wrk connections of the 2x capacity run")
-    parser.add_argument("--port", type=int, default=18080)
     parser.add_argument("--models", default="models/digits.keras", help="the small model")
     args = parser.parse_args()
     args.raw_batches = {"small": [1, 16, 64, 256], "image": [1, 8, 16, 32]}
@@ -412,11 +426,8 @@ def main() -> int:
     report["overload"] = {"model_key": "image", **report["latency"]["image"]}
     report["ratios"]["overload_goodput_over_capacity"] = report["overload"]["goodput_over_capacity"]
     report["elapsed_s"] = round(time.time() - started)
-    (REPORTS / "bench.json").write_text(json.dumps(report, indent=2))
-    table = markdown(report)
-    (REPORTS / "bench.md").write_text(table)
-    print("\n" + table)
-    print(f"wrote reports/bench.json and reports/bench.md in {report['elapsed_s']} s")
+    write_reports("bench", report, markdown(report))
+    print(f"in {report['elapsed_s']} s")
     return 0
 
 

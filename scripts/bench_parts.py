@@ -16,7 +16,6 @@ minus that of the fleet without it.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -62,19 +61,11 @@ def markdown(rows: dict[str, dict]) -> str:
 def main() -> int:
     """Measure every variant and write the reports."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--connections", type=int, default=16, help="wrk connections (as `make bench`)")
-    parser.add_argument("--seconds", type=float, default=10, help="each measurement's duration")
-    parser.add_argument("--warmup", type=float, default=3, help="unmeasured load before each measurement")
-    parser.add_argument("--rounds", type=int, default=2, help="measurements of each variant, alternating")
-    parser.add_argument("--port", type=int, default=18080)
+    bench.add_load_arguments(parser, seconds=10)
     parser.add_argument("--model", default="models/digits.keras", help="the small model")
     args = parser.parse_args()
     rows = measure(args)
-    bench.REPORTS.mkdir(exist_ok=True)
-    (bench.REPORTS / "bench_parts.json").write_text(json.dumps(rows, indent=2))
-    table = markdown(rows)
-    (bench.REPORTS / "bench_parts.md").write_text(table)
-    print("\n" + table)
+    bench.write_reports("bench_parts", rows, markdown(rows))
     return 0
 
 

@@ -152,3 +152,14 @@ def test_fleet_without_telemetry_counts_and_logs_no_request(fleet_without, capsy
 def test_fleet_without_refuses_an_unknown_part(fleet_without):
     with pytest.raises(ValueError, match="unknown parts \\['nginx'\\]"):
         fleet_without("model,nginx")
+
+
+def test_bench_parts_table_prices_each_part_against_the_whole_fleet():
+    import bench_parts
+
+    rows = {"floor": {"requests_per_s": 1000, "cpu_us_per_request": 300},
+            "fleet": {"requests_per_s": 500, "cpu_us_per_request": 600},
+            "fleet without the model call": {"requests_per_s": 800, "cpu_us_per_request": 450}}
+    lines = bench_parts.markdown(rows).splitlines()
+    assert lines[2:] == ["| floor | 1000 | 1.00 | 300 |  |", "| fleet | 500 | 0.50 | 600 |  |",
+                         "| fleet without the model call | 800 | 0.80 | 450 | 150 |"]
