@@ -140,9 +140,10 @@ def configure_logging(level: str) -> None:
 def native_stderr_logged(logger: logging.Logger):
     """Log, as JSON lines of ``logger``, what native code writes to stderr inside the block.
 
-    C++ libraries print to file descriptor 2 past Python's logging (LiteRT: "INFO:
-    Created TensorFlow Lite XNNPACK delegate for CPU." once per interpreter), which
-    would be the one line of a worker's output that is not JSON. The block's writes go
+    C++ libraries print to file descriptor 2 past Python's logging (TensorFlow's absl
+    lines as it is imported; LiteRT's "INFO: Created TensorFlow Lite XNNPACK delegate for
+    CPU." once per interpreter): the only lines of a worker's output that would not be
+    JSON. The block's writes go
     to a file (a pipe could fill and block the writer) and are logged when it ends, at
     the level each line's mark names (:func:`native_line`).
     """
