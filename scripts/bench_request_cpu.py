@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -70,6 +71,7 @@ def main() -> int:
     sys.stdout = open(os.devnull, "w")
     results = {f"{name}, {threads} thread(s)": round(cpu_per_request(app, body, threads, args.requests), 1)
                for threads in (1, 8) for name, app in apps.items()}
+    logging.getLogger().handlers[0].flush()  # the lines still waiting, to nowhere too
     sys.stdout = sys.__stdout__
     for label, micros in results.items():
         print(f"{label:<22} {micros:7.1f} us CPU per request")
