@@ -160,6 +160,7 @@ test-image: image-packages setup ## Prove the image offline: packer validate, lo
 # profile come from these variables or the environment:
 #   make stack AWS_REGION=us-east-1 VPC_ID=vpc-0abc SUBNETS=subnet-0a,subnet-0b
 #   make roll AWS_REGION=us-east-1 [AMI=ami-0123...]
+#   make teardown AWS_REGION=us-east-1 CONFIRM=keras-fleet
 STACK_NAME       ?= keras-fleet
 AWS_REGION       ?= $(AWS_DEFAULT_REGION)
 AWS_PROFILE      ?=
@@ -171,6 +172,8 @@ SUBNETS          ?=
 INSTANCE_SUBNETS ?=
 # Any other template parameter, e.g. STACK_PARAMS="InstanceType=c7i.xlarge MaxSize=10".
 STACK_PARAMS     ?=
+# `make teardown` deletes the stack only when this repeats its name.
+CONFIRM          ?=
 # cfn-lint and checkov live in their own venv: checkov pins boto3 exactly and many
 # other packages, which would downgrade the app's.
 IAC_VENV         ?= .venv-iac
@@ -183,13 +186,13 @@ IAC_INSTALLED := $(IAC_VENV)/.installed
 export IAC_VENV
 
 # The fleet's targets need a region; fail before anything runs when it is missing.
-ifneq ($(filter stack roll status rollback,$(MAKECMDGOALS)),)
+ifneq ($(filter stack roll status rollback teardown,$(MAKECMDGOALS)),)
   ifeq ($(strip $(AWS_REGION)),)
-    $(error AWS_REGION is not set: name the fleet's region, e.g. make $(firstword $(filter stack roll status rollback,$(MAKECMDGOALS))) AWS_REGION=us-east-1)
+    $(error AWS_REGION is not set: name the fleet's region, e.g. make $(firstword $(filter stack roll status rollback teardown,$(MAKECMDGOALS))) AWS_REGION=us-east-1)
   endif
 endif
 
-.PHONY: stack roll status rollback lint-template
+.PHONY: stack roll status rollback teardown lint-template
 
 stack: $(INSTALLED) ## Create or update the fleet's stack and print its URL (first time: VPC_ID, SUBNETS)
 	$(FLEET) stack $(if $(VPC_ID),--vpc-id $(VPC_ID)) $(if $(SUBNETS),--subnets $(SUBNETS)) \
@@ -204,6 +207,9 @@ status: $(INSTALLED) ## Show the fleet's instances, their health and AMI, and th
 
 rollback: $(INSTALLED) ## Undo the last roll (or the one in progress)
 	$(FLEET) rollback
+
+teardown: $(INSTALLED) ## Delete the fleet's stack: instances, load balancer, alarms (CONFIRM=<stack name>)
+	$(FLEET) teardown $(if $(CONFIRM),--confirm $(CONFIRM))
 
 lint-template: $(IAC_INSTALLED) ## cfn-lint and checkov on the CloudFormation template
 	$(IAC_VENV)/bin/cfn-lint $(TEMPLATE)

@@ -1,4 +1,4 @@
-"""The fleet's command line: stack, roll, status, rollback. Expected failures print one line."""
+"""The fleet's command line: stack, roll, status, rollback, teardown. Expected failures print one line."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from fleet.rollback import rollback
 from fleet.roll import roll
 from fleet.stack import Settings, deploy
 from fleet.status import status
+from fleet.teardown import teardown
 
 REPO = Path(__file__).resolve().parents[2]
 TEMPLATE = REPO / "deploy" / "aws" / "fleet.yaml"
@@ -65,6 +66,8 @@ def parser() -> argparse.ArgumentParser:
 
     commands.add_parser("status", help="instances, their health and AMI, the last instance refresh")
     commands.add_parser("rollback", help="undo the last roll (or the one in progress)")
+    teardown_ = commands.add_parser("teardown", help="delete the stack: its instances, load balancer and alarms")
+    teardown_.add_argument("--confirm", metavar="STACK_NAME", help="the stack's name, to confirm the deletion")
     return top
 
 
@@ -119,4 +122,6 @@ def run(args: argparse.Namespace, clients: Clients, sleep: Callable[[float], Non
         return roll(clients, args.stack_name, ami, bake_seconds=args.bake_seconds, progress=progress)
     if args.command == "rollback":
         return rollback(clients, args.stack_name, progress)
+    if args.command == "teardown":
+        return teardown(clients, args.stack_name, args.confirm, progress)
     return status(clients, args.stack_name)

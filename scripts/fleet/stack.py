@@ -61,8 +61,7 @@ def deploy(clients: Clients, stack_name: str, settings: Settings, progress: Prog
         seen: set[str] = set()
     else:
         stack_id = existing["StackId"]
-        # Only events after this one belong to the update.
-        seen = {e["EventId"] for e in cfn.describe_stack_events(StackName=stack_id)["StackEvents"][:1]}
+        seen = events_so_far(cfn, stack_id)
         say(f"updating stack {stack_name} in {clients.region}")
         try:
             cfn.update_stack(**request, Parameters=update_parameters(existing, given))
@@ -74,11 +73,9 @@ def deploy(clients: Clients, stack_name: str, settings: Settings, progress: Prog
             raise
     final = watch(cfn, stack_id, seen, progress)
     if final["StackStatus"] not in DONE:
-        failures = [f"{e['LogicalResourceId']}: {e['ResourceStatusReason']}" for e in final["failures"]]
-        advice = " Delete it and run `make stack` again." if final["StackStatus"] in DEAD else ""
-        raise FleetError(
-            f"stack {stack_name} ended {final['StackStatus']}: {'; '.join(failures) or 'no reason given'}.{advice}"
-        )
+        advice = f" Delete it (`make teardown CONFIRM={stack_name}`) and run `make stack` again." \
+            if final["StackStatus"] in DEAD else ""
+        raise ended_badly(stack_name, final, advice)
     say(f"URL: {outputs(final).get('Url', '?')}")
     return 0
 
@@ -155,6 +152,17 @@ def watch(cfn, stack_id: str, seen: set[str], progress: Progress) -> dict:
         progress.wait()
 
 
+def events_so_far(cfn, stack_id: str) -> set[str]:
+    """The id of the stack's latest event: what :func:`watch` shows comes after it."""
+    return {e["EventId"] for e in cfn.describe_stack_events(StackName=stack_id)["StackEvents"][:1]}
+
+
+def ended_badly(stack_name: str, final: dict, advice: str = "") -> FleetError:
+    """The error for a stack operation that did not complete: its status and the failed resources' reasons."""
+    failures = [f"{e['LogicalResourceId']}: {e.get('ResourceStatusReason', '')}" for e in final["failures"]]
+    return FleetError(f"stack {stack_name} ended {final['StackStatus']}: {'; '.join(failures) or 'no reason given'}.{advice}")
+
+
 def new_events(cfn, stack_id: str, seen: set[str]) -> list[dict]:
     """The stack's events not seen yet, oldest first; marks them seen."""
     fresh = []
@@ -185,7 +193,7 @@ def _check_updatable(existing: dict | None, stack_name: str, region: str) -> Non
     if status in DEAD:
         raise FleetError(
             f"stack {stack_name} is {status} and can only be deleted: "
-            f"aws cloudformation delete-stack --stack-name {stack_name} --region {region}, then `make stack` again"
+            f"`make teardown CONFIRM={stack_name}`, then `make stack` again"
         )
     if status == "UPDATE_ROLLBACK_FAILED":
         raise FleetError(

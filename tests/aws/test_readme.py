@@ -18,7 +18,7 @@ def operations() -> str:
 def test_the_fleet_targets_and_variables_exist_in_the_makefile():
     makefile = (REPO / "Makefile").read_text()
     section = operations()
-    for target in ("stack", "roll", "status", "rollback"):
+    for target in ("stack", "roll", "status", "rollback", "teardown"):
         assert f"`make {target}" in section
         assert re.search(rf"^{target}: .*## ", makefile, re.M), f"make {target} is missing or undocumented"
     table = section[section.index("| variable |") : section.index("Without credentials")]

@@ -230,14 +230,14 @@ def test_a_failed_create_shows_its_events_and_the_failure_reason(network, tmp_pa
         sum("LoadBalancer (AWS::ElasticLoadBalancingV2::LoadBalancer)" in line for line in lines) == 2
     )  # each event once
     assert f"stack {STACK} ended ROLLBACK_COMPLETE: LoadBalancer: {reason}" in captured.err
-    assert "Delete it and run `make stack` again" in captured.err
+    assert f"Delete it (`make teardown CONFIRM={STACK}`) and run `make stack` again" in captured.err
 
 
 @pytest.mark.parametrize(
     "status, advice",
     [
         ("UPDATE_IN_PROGRESS", "is busy"),
-        ("ROLLBACK_COMPLETE", "can only be deleted: aws cloudformation delete-stack"),
+        ("ROLLBACK_COMPLETE", f"can only be deleted: `make teardown CONFIRM={STACK}`"),
         ("UPDATE_ROLLBACK_FAILED", "continue-update-rollback"),
     ],
 )
