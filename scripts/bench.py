@@ -14,6 +14,8 @@ fleet alternating for a few rounds:
 then, with wrk too, the fleet's capacity (closed loop) and an open-loop Poisson rate at
 70% of it (tail latency; the floor the same way, for reference) and at 2x it (load
 shedding: accepted and shed answers counted apart).
+Each HTTP row also has the whole machine's CPU per request (wrk's included), raw its
+CPU per sample; with the floor's, that bounds what fleet / raw can be on this stack.
 Writes reports/bench.json and reports/bench.md. Ratios, not absolute numbers, are the
 point: the machine is shared and noisy.
 """
