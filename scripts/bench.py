@@ -39,6 +39,8 @@ from localstack import LocalStack
 REPO = Path(__file__).resolve().parent.parent
 REPORTS = REPO / "reports"
 WRK_SCRIPT = Path(__file__).with_name("bench_wrk.lua")
+# The systems behind nginx + gunicorn, as gunicorn's app argument (scripts/bench_apps.py).
+APPS = {"floor": "bench_apps:floor()", "naive": "bench_apps:naive()", "fleet": "api.wsgi:app"}
 
 
 # --- the models --------------------------------------------------------------------------
@@ -248,10 +250,10 @@ def bench_model(name: str, model_path: Path, work: Path, args) -> dict:
     # floor and fleet alternate for --rounds rounds: this shared machine's speed drifts
     # over minutes, and the ratio should compare the two at the same moments.
     rounds: dict[str, list[dict]] = {"floor": [], "fleet": []}
-    naive = measure_http("bench_apps:naive()", env, body, content_type, args)
+    naive = measure_http(APPS["naive"], env, body, content_type, args)
     for _ in range(args.rounds):
-        for system, app in (("floor", "bench_apps:floor()"), ("fleet", "api.wsgi:app")):
-            rounds[system].append(measure_http(app, env, body, content_type, args))
+        for system in ("floor", "fleet"):
+            rounds[system].append(measure_http(APPS[system], env, body, content_type, args))
     rows = {"floor": mean_of_rounds(rounds["floor"]), "naive": naive, "fleet": mean_of_rounds(rounds["fleet"])}
     for row in rows.values():
         row["samples_per_s"] = row["requests_per_s"]  # one instance per request
@@ -289,9 +291,9 @@ def bench_latency_and_overload(name: str, model_path: Path, work: Path, args) ->
     body, content_type = request_body(name, work)
     env = {"MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
     deadline_ms = float(os.environ.get("REQUEST_DEADLINE_MS", 1000))
-    with Server("bench_apps:floor()", env, body, content_type, args) as server:
+    with Server(APPS["floor"], env, body, content_type, args) as server:
         floor = tail_latency(server.url, body, content_type, args)
-    with Server("api.wsgi:app", env, body, content_type, args) as server:
+    with Server(APPS["fleet"], env, body, content_type, args) as server:
         result = tail_latency(server.url, body, content_type, args)
         capacity = result["capacity_per_s"]
         # Enough connections that the offered rate holds while answers are slow: at most

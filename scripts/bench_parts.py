@@ -23,8 +23,8 @@ from pathlib import Path
 import bench
 
 VARIANTS = {
-    "floor": "bench_apps:floor()",
-    "fleet": "api.wsgi:app",
+    "floor": bench.APPS["floor"],
+    "fleet": bench.APPS["fleet"],
     "fleet without the model call": "bench_apps:fleet_without('model')",
     "fleet without the batcher": "bench_apps:fleet_without('batcher')",
     "fleet without per-request telemetry": "bench_apps:fleet_without('telemetry')",

@@ -14,6 +14,8 @@ from tests.stack import REPO
 REGION = "us-east-1"
 TEMPLATE = REPO / "deploy" / "aws" / "fleet.yaml"
 STACK = "keras-fleet-test"
+# A command's keyword arguments for polling without sleeping.
+NO_WAIT = {"sleep": lambda seconds: None}
 ALARMS = (f"{STACK}-Target5xxAlarm-ABC123", f"{STACK}-LatencyAlarm-DEF456")
 REFRESH_ID = "0f5bb9ce-2a4c-4a4d-8f43-8e1c39d1a111"
 STARTED = datetime.datetime(2026, 1, 5, 10, 0, tzinfo=datetime.timezone.utc)

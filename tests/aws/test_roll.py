@@ -10,9 +10,7 @@ import pytest
 from botocore.stub import ANY
 
 from fleet.cli import main
-from tests.aws.fakes import ALARMS, REFRESH_ID, STACK, expect_progress, expect_start, refresh
-
-NO_WAIT = {"sleep": lambda seconds: None}
+from tests.aws.fakes import ALARMS, NO_WAIT, REFRESH_ID, STACK, expect_progress, expect_start, refresh
 
 
 def roll(fleet_clients, *args):

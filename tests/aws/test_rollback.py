@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from fleet.cli import main
 from tests.aws.fakes import (
+    NO_WAIT,
     REFRESH_ID,
     STACK,
     add_rolled_version,
@@ -14,8 +15,6 @@ from tests.aws.fakes import (
     move_group,
     refresh,
 )
-
-NO_WAIT = {"sleep": lambda seconds: None}
 
 
 def rollback(fleet_clients):

@@ -14,9 +14,7 @@ from botocore.stub import ANY, Stubber
 
 from fleet.cli import main
 from fleet.clients import Clients
-from tests.aws.fakes import REGION, STACK, add_rolled_version, move_group
-
-NO_WAIT = {"sleep": lambda seconds: None}
+from tests.aws.fakes import NO_WAIT, REGION, STACK, add_rolled_version, move_group
 
 
 def stack(clients, *args):

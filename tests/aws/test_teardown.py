@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from fleet.cli import main
 from fleet.resources import describe_stack
-from tests.aws.fakes import STACK
+from tests.aws.fakes import NO_WAIT, STACK
 from tests.aws.test_stack import described, event, only, stubbed_cloudformation, STACK_ID
-
-NO_WAIT = {"sleep": lambda seconds: None}
 
 
 def teardown(clients, *args):
