@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import Any, Mapping
 
-import orjson
 from flask import Flask, current_app
 from flask_restful import Api
 from werkzeug.exceptions import HTTPException
@@ -20,7 +19,9 @@ from api.metrics import Metrics
 from api.model import ServedModel, configure_tensorflow_threads
 from api.monitoring import PredictionMonitor
 from api.openapi import build_document
-from api.resources import Live, MetricsText, ModelMetadata, ModelStatus, OpenApiDocument, Predict, Ready, Services
+from api.resources import (
+    Live, MetricsText, ModelMetadata, ModelStatus, OpenApiDocument, Predict, Ready, Services, json_response,
+)
 from api.telemetry import install_telemetry
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ def monitored(predict, monitor: PredictionMonitor):
 def register_resources(app: Flask, services: Services) -> Api:
     """Add every route of ROUTES, injecting the services into each resource."""
     api = JsonErrorApi(app, catch_all_404s=True)
-    api.representations = {"application/json": _json_response}
+    api.representations = {"application/json": json_response}
     for resource, endpoint, paths in ROUTES:
         api.add_resource(resource, *paths, endpoint=endpoint, resource_class_kwargs={"services": services})
     return api
@@ -152,12 +153,6 @@ def render_error(error: Exception):
         return from_http_exception(error, max_body_bytes=limit).get_response()
     log.exception("unhandled error")
     return InternalError().get_response()
-
-
-def _json_response(data, code, headers=None):
-    # orjson writes numpy arrays directly, without a .tolist() detour.
-    body = orjson.dumps(data, option=orjson.OPT_SERIALIZE_NUMPY)
-    return current_app.response_class(body, status=code, headers=headers, content_type="application/json")
 
 
 def _settings(config: Config | Mapping[str, Any] | None) -> Config:

@@ -167,9 +167,9 @@ class Batcher:
         # seconds per row and per call (moving averages; 0 until the first batch).
         self._row_seconds = 0.0
         self._call_seconds_avg = 0.0
-        self._batch_sizes = metrics.batch_size.labels(model_name)
-        self._call_seconds = metrics.model_call.labels(model_name)
-        self._queue_depth = metrics.queue_depth
+        self._batch_sizes = metrics.series(metrics.batch_size, model_name)
+        self._call_seconds = metrics.series(metrics.model_call, model_name)
+        self._queue_depth = metrics.series(metrics.queue_depth)
 
     @property
     def _waiting(self) -> int:
@@ -178,15 +178,25 @@ class Batcher:
 
     def submit(self, inputs: Arrays, deadline: float) -> Arrays:
         """Predict ``inputs`` in a shared batch; raise Overloaded if it cannot be done by ``deadline``."""
-        pending = _Pending(inputs=inputs, rows=len(next(iter(inputs.values()))), deadline=deadline)
+        rows = len(next(iter(inputs.values())))
         with self._lock:
-            self._admit(pending)
-            self._queue.append(pending)
-            self._queued_rows += pending.rows
-            lead = not self._leading
-            self._leading = True
-            if self._leader_waiting:
-                self._arrived.notify()
+            self._admit(rows, deadline)
+            # Nothing under way and no wait for company: call the model at once, with
+            # none of a queued request's bookkeeping (the lead is taken all the same, so
+            # requests arriving meanwhile queue up behind this call).
+            alone = not self._leading and self.max_wait == 0
+            if alone:
+                self._leading = True
+            else:
+                pending = _Pending(inputs=inputs, rows=rows, deadline=deadline)
+                self._enqueue(pending)
+                lead = not self._leading
+                self._leading = True
+        if alone:
+            try:
+                return self._run_alone(inputs, rows, deadline)
+            finally:
+                self._pass_lead()
         if lead:
             self._lead(pending)
         elif not pending.wake.acquire(timeout=max(0.0, deadline - time.monotonic())):
@@ -197,14 +207,21 @@ class Batcher:
             raise pending.error
         return pending.outputs
 
-    def _admit(self, pending: _Pending) -> None:
+    def _enqueue(self, pending: _Pending) -> None:
+        """Queue a request behind the call under way (called under the lock)."""
+        self._queue.append(pending)
+        self._queued_rows += pending.rows
+        if self._leader_waiting:
+            self._arrived.notify()
+
+    def _admit(self, rows: int, deadline: float) -> None:
         """Refuse at once what this worker cannot answer in time (called under the lock)."""
         if len(self._queue) >= self.max_queue:
             raise Overloaded("queue_full", f"the server is at capacity ({len(self._queue)} requests queued); retry")
         # Shed now what the queue ahead cannot clear in time, rather than compute it
         # after its client has given up: that would waste the capacity under overload.
-        expected = (self._queued_rows + pending.rows) * self._row_seconds
-        if time.monotonic() + expected > pending.deadline:
+        expected = (self._queued_rows + rows) * self._row_seconds
+        if time.monotonic() + expected > deadline:
             raise Overloaded("predicted_late", "the server is at capacity: the queue cannot be cleared "
                              "within the request deadline; retry")
 
@@ -220,6 +237,20 @@ class Batcher:
         pending.wake.acquire()
         if pending.lead:
             self._lead(pending)
+
+    def _run_alone(self, inputs: Arrays, rows: int, deadline: float) -> Arrays:
+        """The model call of a request that found the worker idle (it holds the lead)."""
+        if deadline < time.monotonic() + self._call_seconds_avg:
+            raise Overloaded("deadline", "the request could not be answered within its deadline; retry")
+        return self._predict_rows(inputs, rows)
+
+    def _pass_lead(self) -> None:
+        """Hand the lead to the oldest queued request, or end it if none waits."""
+        with self._lock:
+            if self._queue:
+                self._queue[0].hand_lead()
+            else:
+                self._leading = False
 
     def _lead(self, own: _Pending) -> None:
         """Run batches until ``own`` is answered, then pass the lead on (or end it)."""
@@ -300,7 +331,9 @@ class Batcher:
         joined = batch[0].inputs if len(batch) == 1 else {
             name: np.concatenate([pending.inputs[name] for pending in batch]) for name in batch[0].inputs
         }
-        rows = sum(pending.rows for pending in batch)
+        return self._predict_rows(joined, sum(pending.rows for pending in batch))
+
+    def _predict_rows(self, joined: Arrays, rows: int) -> Arrays:
         started = time.perf_counter()
         outputs = self._predict(joined)
         elapsed = time.perf_counter() - started

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import re
 import sys
 import tempfile
 import threading
+import time
 from datetime import datetime, timezone
 
 import orjson
@@ -31,12 +33,31 @@ _ABSL_LINE = re.compile(r"([IWEF])\d{4} [\d:.]+ +\d+ [^ \]]+\] (.*)")
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
+# The last whole second formatted: (second, its text), replaced as one tuple so that
+# threads never see one's second with another's text.
+_last_second = [(-1, "")]
+
+
+def iso_time(timestamp: float) -> str:
+    """``timestamp`` as ISO 8601 UTC with milliseconds; each second's text is worked out once."""
+    # Rounded to the microsecond first, as datetime.fromtimestamp does, then cut to the millisecond.
+    fraction, whole = math.modf(timestamp)
+    micros = round(fraction * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    second = int(whole)
+    cached = _last_second[0]
+    if cached[0] != second:
+        cached = _last_second[0] = (second, datetime.fromtimestamp(second, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{cached[1]}.{micros // 1000:03d}+00:00"
+
+
 class JsonLineFormatter(logging.Formatter):
     """Formats a record as one JSON object: time, level, logger, message, then the extras."""
 
     def format(self, record: logging.LogRecord) -> str:  # noqa: D102 (logging API)
         entry = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "time": iso_time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -86,9 +107,17 @@ class StdoutHandler(logging.StreamHandler):
         except Exception:  # logging's contract: a bad record is reported, never raised
             self.handleError(record)
             return
+        self._add(line, record.levelno)
+
+    def write_line(self, line: str, level: int) -> None:
+        """Write a line already formatted (see :func:`log_fields`), like a record's."""
+        with self.lock:
+            self._add(line, level)
+
+    def _add(self, line: str, level: int) -> None:
         self._lines.append(line)
         self._size += len(line)
-        if record.levelno >= logging.WARNING or self._size >= BUFFER_BYTES:
+        if level >= logging.WARNING or self._size >= BUFFER_BYTES:
             self._write()
         elif self._flusher is None:
             # Started by the first record, in the process that logs it (a gunicorn
@@ -117,6 +146,35 @@ class StdoutHandler(logging.StreamHandler):
     def _flush_every_interval(self) -> None:
         while not self._closed.wait(FLUSH_SECONDS):
             self.flush()
+
+
+def log_fields(logger: logging.Logger, level: int, message: str, fields: dict) -> None:
+    """Log ``message`` with ``fields`` as ``logger.log(level, message, extra=fields)`` would.
+
+    When the line's only way out is the JSON handler :func:`configure_logging` installs
+    (the app's case), it is formatted here and handed to it: the same line, without the
+    LogRecord, whose making costs more than the line (this runs once per request).
+    Anywhere else (a test's capturing handler, say), through logging as usual.
+    """
+    handler = _sole_json_handler(logger, level)
+    if handler is None:
+        logger.log(level, message, extra=fields)
+        return
+    entry = {"time": iso_time(time.time()), "level": logging.getLevelName(level), "logger": logger.name,
+             "message": message, **fields}
+    handler.write_line(orjson.dumps(entry, default=str).decode(), level)
+
+
+def _sole_json_handler(logger: logging.Logger, level: int) -> StdoutHandler | None:
+    root = logging.getLogger()
+    if logger.handlers or logger.filters or not logger.propagate or logger.parent is not root:
+        return None
+    if len(root.handlers) != 1:
+        return None
+    handler = root.handlers[0]
+    if type(handler) is not StdoutHandler or handler.filters or level < handler.level:
+        return None
+    return handler if type(handler.formatter) is JsonLineFormatter else None
 
 
 def configure_logging(level: str) -> None:

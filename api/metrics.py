@@ -4,7 +4,8 @@ gunicorn runs several worker processes; prometheus-client's multiprocess mode
 (``PROMETHEUS_MULTIPROC_DIR``, set by deploy/gunicorn.conf.py before the workers
 fork) has each worker write its values to files, and ``/metrics`` adds them up. Each
 :class:`Metrics` has its own registry so that several apps in one test process do
-not collide.
+not collide. The series a request touches are written through a :class:`MetricBuffer`
+(api/metric_buffer.py): in memory first, into the files once a second.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import hashlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess
+
+from api.metric_buffer import MetricBuffer
 
 PREFIX = "keras_fleet"
 # Millisecond-scale inference: fine buckets from 1 ms, up to the request timeout.
@@ -26,6 +29,8 @@ class Metrics:
 
     def __init__(self, multiprocess_dir: str = "", prediction_buckets: tuple[float, ...] = (0.0, 1.0)):
         self.multiprocess_dir = multiprocess_dir
+        self.buffer = MetricBuffer()
+        self._buffered: dict[tuple, object] = {}
         self.registry = CollectorRegistry()
         registry = self.registry
         self.requests = Counter(
@@ -77,6 +82,14 @@ class Metrics:
             ["model", "output"], buckets=prediction_buckets, registry=registry,
         )
 
+    def series(self, metric, *labels: str):
+        """``metric``'s series for these label values, buffered (see api/metric_buffer.py)."""
+        key = (id(metric), *labels)
+        found = self._buffered.get(key)
+        if found is None:
+            found = self._buffered[key] = self.buffer.wrap(metric.labels(*labels) if labels else metric)
+        return found
+
     def record_model(self, model) -> None:
         """Publish the served model's identity and its load and warm-up times."""
         self.model_info.labels(model.name, model.version, signature_digest(model.signature), model.engine).set(1)
@@ -85,6 +98,7 @@ class Metrics:
 
     def exposition(self) -> bytes:
         """The Prometheus text of every worker (multiprocess mode) or of this process."""
+        self.buffer.flush()  # this worker's latest; the others write theirs within a second
         if self.multiprocess_dir:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry, path=self.multiprocess_dir)

@@ -162,13 +162,15 @@ class ServedModel:
         """Run the model on a batch: input name -> array, returns output name -> array."""
         if not self.ready:
             raise ModelNotLoaded(f"model {self.name!r} is not loaded")
-        import tensorflow as tf
-
         try:
             result = self._call(inputs)
-        except (tf.errors.InvalidArgumentError, ValueError) as exc:
-            # Values the model cannot take (an embedding index out of range, say).
-            raise ModelInputError(first_line(exc)) from exc
+        except Exception as exc:
+            import tensorflow as tf  # imported by then; here rather than on every call
+
+            if isinstance(exc, (tf.errors.InvalidArgumentError, ValueError)):
+                # Values the model cannot take (an embedding index out of range, say).
+                raise ModelInputError(first_line(exc)) from exc
+            raise
         return {name: np.asarray(array) for name, array in zip(self._output_names, _flatten(result))}
 
     def _read_file(self):

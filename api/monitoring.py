@@ -34,10 +34,11 @@ class PredictionMonitor:
         self.output = signature.outputs[0]
         self.kind = monitoring_kind(self.output, setting)
         self._model_name = model_name
-        self._classes = metrics.predicted_class.labels  # (model, output, class) -> counter
+        self._metrics = metrics
+        self._by_class: dict[int, object] = {}  # predicted class -> its counter
         # Only the series of the chosen kind exists, so dashboards see no empty one.
         if self.kind == "regressor":
-            self._values = metrics.predicted_value.labels(model_name, self.output.name)
+            self._values = metrics.series(metrics.predicted_value, model_name, self.output.name)
 
     def observe(self, outputs: dict[str, np.ndarray]) -> None:
         """Count or histogram the predictions of one request."""
@@ -52,6 +53,16 @@ class PredictionMonitor:
         rows = values.reshape(len(values), -1)
         # One column is a binary classifier's probability of class 1.
         predicted = (rows[:, 0] >= 0.5).astype(int) if rows.shape[1] == 1 else rows.argmax(axis=1)
+        if len(predicted) == 1:  # a batch of one (most calls, when the worker is not busy)
+            self._class_counter(int(predicted[0])).inc()
+            return
         for label, count in enumerate(np.bincount(predicted)):
             if count:
-                self._classes(self._model_name, self.output.name, str(label)).inc(int(count))
+                self._class_counter(label).inc(int(count))
+
+    def _class_counter(self, label: int):
+        counter = self._by_class.get(label)
+        if counter is None:
+            counter = self._by_class[label] = self._metrics.series(
+                self._metrics.predicted_class, self._model_name, self.output.name, str(label))
+        return counter

@@ -16,6 +16,7 @@ from typing import Callable, Iterable
 from flask import Flask, request
 
 from api.headers import request_id_from, response_tags
+from api.logs import log_fields
 from api.metrics import Metrics
 
 access_log = logging.getLogger("keras_fleet.access")
@@ -48,8 +49,7 @@ class RequestTelemetry:
         self.metrics = metrics
         self.model_name = model_name
         self.model_version = model_version
-        # labels() costs a lookup and a lock per call; the label sets are few, so keep them.
-        self._children: dict[tuple, object] = {}
+        self._in_flight = metrics.series(metrics.in_flight)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -62,23 +62,23 @@ class RequestTelemetry:
             headers.extend(tags)
             return start_response(status_line, headers, exc_info)
 
-        self.metrics.in_flight.inc()
+        self._in_flight.inc()
         try:
             return self.app(environ, tagged_start_response)
         finally:
-            self.metrics.in_flight.dec()
+            self._in_flight.dec()
             self._record(environ, int(status[0]), time.perf_counter() - started)
 
     def _record(self, environ: dict, status: int, elapsed: float) -> None:
         endpoint = environ.get(ENDPOINT) or "unmatched"
-        self._child(self.metrics.requests, endpoint, self.model_name, str(status)).inc()
-        self._child(self.metrics.latency, endpoint, self.model_name).observe(elapsed)
+        self.metrics.series(self.metrics.requests, endpoint, self.model_name, str(status)).inc()
+        self.metrics.series(self.metrics.latency, endpoint, self.model_name).observe(elapsed)
         level = logging.DEBUG if endpoint in QUIET_ENDPOINTS else logging.INFO
         if status >= 500:
             level = logging.WARNING
         if not access_log.isEnabledFor(level):
             return
-        access_log.log(level, "request", extra={
+        log_fields(access_log, level, "request", {
             "request_id": environ[REQUEST_ID],
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),
@@ -91,10 +91,3 @@ class RequestTelemetry:
             "client": environ.get("HTTP_X_REAL_IP") or environ.get("REMOTE_ADDR"),
             "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
         })
-
-    def _child(self, metric, *labels: str):
-        key = (id(metric), *labels)
-        found = self._children.get(key)
-        if found is None:
-            found = self._children[key] = metric.labels(*labels)
-        return found

@@ -11,6 +11,7 @@ Every problem is raised as an ``InvalidInput`` (400) or ``UnsupportedMediaType``
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import numpy as np
@@ -38,6 +39,11 @@ class PredictRequest:
         return len(next(iter(self.inputs.values())))
 
 
+def media_type(content_type: str | None) -> str:
+    """The media type of a Content-Type header, lowercased, without its parameters."""
+    return (content_type or "").partition(";")[0].strip().lower()
+
+
 def parse_predict_request(
     body: bytes, content_type: str | None, signature: Signature, max_instances: int
 ) -> PredictRequest:
@@ -56,9 +62,9 @@ def parse_predict_request(
     document = _load_json(body)
     if not isinstance(document, dict):
         raise InvalidInput('the body must be a JSON object: {"instances": [...]} or {"inputs": ...}')
-    unknown = sorted(set(document) - ALLOWED_KEYS)
-    if unknown:
-        raise InvalidInput(f"unknown key {unknown[0]!r}; use 'instances' (row format) or 'inputs' (columnar format)")
+    if not document.keys() <= ALLOWED_KEYS:
+        unknown = sorted(set(document) - ALLOWED_KEYS)[0]
+        raise InvalidInput(f"unknown key {unknown!r}; use 'instances' (row format) or 'inputs' (columnar format)")
     signature_name = document.get("signature_name", SERVING_SIGNATURE)
     if signature_name != SERVING_SIGNATURE:
         raise InvalidInput(f"unknown signature_name {signature_name!r}; this model serves {SERVING_SIGNATURE!r}")
@@ -187,43 +193,62 @@ def _check_kind(array: np.ndarray, info: TensorInfo) -> None:
             kind, "nulls, objects or out-of-range integers"
         )
         raise InvalidInput(f"input {info.name!r} takes numbers ({info.dtype}); found {found}")
-    if np.dtype(info.dtype).kind in "iu" and kind == "f":
+    if kind == "f" and _target(info.dtype)[0].kind in "iu":
         raise InvalidInput(f"input {info.name!r} takes integers ({info.dtype}); found fractional numbers")
 
 
 def _check_shape(array: np.ndarray, info: TensorInfo) -> None:
     expected = info.instance_shape
     got = array.shape[1:]
+    if got == expected:
+        return
     if len(got) != len(expected) or any(want is not None and want != dim for want, dim in zip(expected, got)):
         raise InvalidInput(
             f"input {info.name!r}: each instance must have shape {_shape(expected)}, got {_shape(got)}"
         )
 
 
-def _cast(array: np.ndarray, info: TensorInfo) -> np.ndarray:
-    target = np.dtype(info.dtype)
+@functools.lru_cache(maxsize=None)
+def _target(dtype: str) -> tuple[np.dtype, float | int, float | int]:
+    """An input dtype, and the least and largest values it holds (worked out once per dtype)."""
+    target = np.dtype(dtype)
     if target.kind in "iu":
         limits = np.iinfo(target)
-        if array.min() < limits.min or array.max() > limits.max:
+        return target, int(limits.min), int(limits.max)
+    if target.kind == "f":
+        largest = float(np.finfo(target).max)
+        return target, -largest, largest
+    return target, 0, 0
+
+
+def _cast(array: np.ndarray, info: TensorInfo) -> np.ndarray:
+    target, least, largest = _target(info.dtype)
+    if target.kind in "iu":
+        if array.min() < least or array.max() > largest:
             raise InvalidInput(f"input {info.name!r}: values outside the range of {info.dtype}")
         return array.astype(target, copy=False)
     if target.kind == "f":
-        with np.errstate(over="ignore"):
-            cast = array.astype(target, copy=False)
-        # A value just past the target's largest would round to it rather than to
-        # infinity: compare the originals too, so the documented range is exact.
-        narrowing = array.dtype.kind == "f" and array.dtype.itemsize > target.itemsize
-        if not np.isfinite(cast).all() or (narrowing and np.abs(array).max() > np.finfo(target).max):
+        # Checked before the cast, on the values as sent: NaN and infinities fail the
+        # comparison, and a value just past the target's largest, which the cast would
+        # round down to it, is refused too, so the documented range is exact.
+        if array.dtype.kind == "f" and array.dtype.itemsize > target.itemsize:
+            in_range = np.abs(array).max() <= largest  # narrowing: NaN fails the comparison
+        elif array.dtype.kind == "f":
+            in_range = np.isfinite(array).all()  # the cheaper pass, where the range cannot shrink
+        else:  # integers: only a float16 is too small for some
+            in_range = largest >= 2.0**64 or (array.min() >= least and array.max() <= largest)
+        if not in_range:
             raise InvalidInput(f"input {info.name!r}: values must be finite and within the range of {info.dtype}")
-        return cast
+        return array.astype(target, copy=False)
     return array
 
 
 def _check_batch(arrays: dict[str, np.ndarray], max_instances: int) -> None:
-    sizes = {name: len(array) for name, array in arrays.items()}
-    if len(set(sizes.values())) > 1:
-        raise InvalidInput(f"all inputs must have the same number of instances; got {sizes}")
-    size = next(iter(sizes.values()))
+    if len(arrays) > 1:
+        sizes = {name: len(array) for name, array in arrays.items()}
+        if len(set(sizes.values())) > 1:
+            raise InvalidInput(f"all inputs must have the same number of instances; got {sizes}")
+    size = len(next(iter(arrays.values())))
     if size > max_instances:
         raise InvalidInput(f"too many instances: {size} > {max_instances}; split the request")
 

@@ -6,6 +6,9 @@
 floor: Flask-RESTful answering a constant: what the HTTP stack alone can carry.
 naive: what the usual deployment guides show: Flask-RESTful calling model.predict
        on each request's body. Both read MODEL_PATH like the real app.
+minimal: the least a model server can do on this stack: JSON instances to an array,
+       the model as Keras Fleet runs it, the answer as JSON; nothing checked, joined,
+       counted or logged (scripts/bench_parts.py); never served.
 fleet_without('model,batcher,telemetry'): Keras Fleet with parts of its work taken
        out, to measure what each costs (scripts/bench_parts.py); never served.
 """
@@ -46,6 +49,28 @@ def naive() -> Flask:
             else:
                 batch = np.array(request.get_json()["instances"], dtype="float32")
             return {"predictions": model.predict(batch, verbose=0).tolist()}
+
+    return _app(Predict)
+
+
+def minimal() -> Flask:
+    """A predict endpoint doing only what any model server must: parse, call the model, answer
+    (for a model of one input)."""
+    import orjson
+    from flask import Response
+
+    from api.model import ServedModel, configure_tensorflow_threads
+
+    configure_tensorflow_threads(1, 1)
+    model = ServedModel(os.environ["MODEL_PATH"], "minimal", threads=1)
+    model.load()
+    (name,), output = [info.name for info in model.signature.inputs], model.signature.outputs[0].name
+
+    class Predict(Resource):
+        def post(self):
+            batch = np.asarray(orjson.loads(request.get_data())["instances"], dtype=np.float32)
+            answer = {"predictions": model.predict({name: batch})[output]}
+            return Response(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), content_type="application/json")
 
     return _app(Predict)
 

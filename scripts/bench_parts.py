@@ -8,7 +8,9 @@ Under the same wrk load as `make bench` (16 connections, closed loop), each vari
 behind the same nginx + gunicorn, all alternating for a few rounds (the machine's speed
 drifts): the floor, the fleet, and the fleet with one part of its work taken out
 (scripts/bench_apps.py, ``fleet_without``): the model call, the batcher, the
-per-request telemetry, then all three. Requests/s and the whole machine's CPU per
+per-request telemetry, then all three; and a minimal model server (``minimal``: JSON
+to an array, the model as the fleet runs it, JSON back, and nothing else), the least
+any server answering predictions costs here. Requests/s and the whole machine's CPU per
 request (wrk's included) for each; what a part costs is the fleet's CPU per request
 minus that of the fleet without it.
 """
@@ -24,6 +26,7 @@ import bench
 
 VARIANTS = {
     "floor": bench.APPS["floor"],
+    "minimal model server": "bench_apps:minimal()",
     "fleet": bench.APPS["fleet"],
     "fleet without the model call": "bench_apps:fleet_without('model')",
     "fleet without the batcher": "bench_apps:fleet_without('batcher')",

@@ -428,3 +428,28 @@ def test_a_boolean_among_numbers_is_refused(client, model):
     body = {"inputs": [[[False] + [0.0] * 7] + [[0.0] * 8] * 7]}
     assert_error(post(client, "/predict", body), 400, ["booleans"])
     assert model.calls == []
+
+
+@pytest.mark.parametrize("dtype, values, accepted", [
+    ("float16", np.array([[1000]]), True),
+    ("float16", np.array([[70000]]), False),  # an integer too large for a float16
+    ("float16", np.array([[70000.0]]), False),
+    ("float32", np.array([[np.finfo("float32").max]], "float64"), True),
+    ("float32", np.array([[float(np.finfo("float32").max) * (1 + 2**-30)]]), False),  # rounds down to max if cast
+    ("float32", np.array([[np.nan]], "float32"), False),
+    ("float32", np.array([[-np.inf]], "float64"), False),
+    ("float64", np.array([[2**62]]), True),
+    ("int8", np.array([[-128, 127]]), True),
+    ("int8", np.array([[128]]), False),
+])
+def test_values_are_checked_against_the_input_dtype_s_range(dtype, values, accepted):
+    from api.model import TensorInfo
+    from api.validation import conform
+
+    info = TensorInfo("x", (None, values.shape[1]), dtype)
+    if accepted:
+        cast = conform(values, info)
+        assert cast.dtype == np.dtype(dtype) and np.array_equal(cast, values.astype(dtype))
+    else:
+        with pytest.raises(InvalidInput, match=f"range of {dtype}"):
+            conform(values, info)

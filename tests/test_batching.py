@@ -248,6 +248,27 @@ def test_a_lone_request_runs_the_model_in_its_own_thread():
     assert model.threads == [threading.get_ident()]
 
 
+def test_a_lone_call_that_fails_still_passes_the_lead_to_those_queued_behind_it():
+    class FailsFirst(GatedModel):
+        def predict(self, inputs):
+            outputs = super().predict(inputs)
+            if len(self.calls) == 1:
+                raise RuntimeError("the runtime broke")
+            return outputs
+
+    model = FailsFirst()
+    _, batcher = make_batcher(model)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        first, rest = queue_behind_a_running_call(pool, batcher, model, [(1, 2.0), (1, 3.0)])
+        model.gate.set()
+        with pytest.raises(RuntimeError, match="the runtime broke"):
+            first.result()
+        assert [future.result()["y"].tolist() for future in rest] == [[[4.0] * 3], [[6.0] * 3]]
+    assert model.calls == [1, 2]
+    assert not batcher._leading and batcher._waiting == 0
+    assert submit_later(batcher, 1, 5.0)["y"].tolist() == [[10.0] * 3]  # the worker still serves
+
+
 def test_the_lead_passes_to_the_oldest_waiting_request():
     model = GatedModel()
     _, batcher = make_batcher(model, max_batch_size=5)

@@ -7,6 +7,7 @@ mean what its README says.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import bench
@@ -147,6 +148,14 @@ def test_fleet_without_telemetry_counts_and_logs_no_request(fleet_without, capsy
     flush_logs()
     assert 'endpoint="predict"' not in client.get("/metrics").get_data(as_text=True)
     assert '"message":"request"' not in capsys.readouterr().out
+
+
+def test_the_minimal_model_server_answers_what_the_fleet_answers(fleet_without):
+    import bench_apps
+
+    minimal = bench_apps.minimal().test_client()
+    for body in digit_requests(3):
+        np.testing.assert_allclose(predictions(minimal, body), predictions(fleet_without(""), body), rtol=1e-5)
 
 
 def test_fleet_without_refuses_an_unknown_part(fleet_without):

@@ -56,6 +56,9 @@ def test_counters_add_up_across_workers_dead_and_alive(stack):
     for _ in range(3):
         assert stack.post("/predict", data=b"x", headers={"Content-Type": "text/plain"}).status_code == 415
     assert stack.post("/v1/models/nope:predict", json={"instances": [[0]]}).status_code == 404
+    # Workers write their counts out once a second (api/metric_buffer.py): wait until
+    # the scrape has them all, so the kill below loses none.
+    assert wait_for(lambda: predict_counts(stack.metrics()) == {"200": 30, "400": 7, "415": 3, "404": 1})
 
     # Kill every worker: gunicorn starts two new ones, and the rest of the sequence goes
     # to them. The dead workers' counts must stay; their live gauges must go.
@@ -67,6 +70,10 @@ def test_counters_add_up_across_workers_dead_and_alive(stack):
     with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
         assert set(pool.map(good, range(30, 60))) == {200}
 
+    assert wait_for(lambda: predict_counts(stack.metrics()) == {"200": 60, "400": 7, "415": 3, "404": 1})
+    # The scrape itself is the one request in flight, once the other worker has
+    # written out that its own requests ended.
+    assert wait_for(lambda: samples(stack.metrics(), "keras_fleet_requests_in_flight") == {(): 1.0})
     text = stack.metrics()
     assert predict_counts(text) == {"200": 60, "400": 7, "415": 3, "404": 1}
     by_class = samples(text, "keras_fleet_predictions_by_class_total")
@@ -74,7 +81,6 @@ def test_counters_add_up_across_workers_dead_and_alive(stack):
     assert counted == {label: count for label, count in enumerate(expected_classes) if count}
     writers = {path.stem.split("_")[-1] for path in (stack.run_dir / "prometheus").glob("counter_*.db")}
     assert len(writers) >= 2, "the counts did not come from several worker processes"
-    assert samples(text, "keras_fleet_requests_in_flight") == {(): 1.0}  # the scrape itself
 
 
 def test_metrics_are_not_served_on_the_public_port(stack):

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.app import create_app
-from api.logs import FLUSH_SECONDS, configure_logging, native_line, native_stderr_logged
+from api.logs import FLUSH_SECONDS, configure_logging, iso_time, log_fields, native_line, native_stderr_logged
 from api.metrics import Metrics
 from api.model import Signature, TensorInfo
 from api.monitoring import PredictionMonitor, monitoring_kind
@@ -116,6 +116,42 @@ def test_info_lines_leave_together_and_a_warning_at_once(capsys):
     log.warning("trouble")
     out = capsys.readouterr().out
     assert [json.loads(line)["message"] for line in out.splitlines()] == ["first", "second", "trouble"]
+
+
+def test_a_line_written_straight_to_the_handler_is_the_line_logging_would_write(capsys):
+    configure_logging("info")
+    capsys.readouterr()
+    log = logging.getLogger("keras_fleet.test")
+    fields = {"request_id": "r1", "status": 200, "latency_ms": 1.5, "key_id": None, "shape": (2, 3)}
+    log.log(logging.INFO, "request", extra=fields)
+    log_fields(log, logging.INFO, "request", fields)
+    log.warning("flush")
+    through_logging, straight, _ = (json.loads(line) for line in capsys.readouterr().out.splitlines())
+    assert straight.pop("time")[:19] == through_logging.pop("time")[:19]  # to the second; both are "now"
+    assert straight == through_logging == {"level": "INFO", "logger": "keras_fleet.test", "message": "request",
+                                           "request_id": "r1", "status": 200, "latency_ms": 1.5, "key_id": None,
+                                           "shape": [2, 3]}
+
+
+def test_a_line_goes_through_logging_when_another_handler_listens():
+    configure_logging("info")
+    records = []
+    listener = logging.Handler()
+    listener.emit = records.append
+    logging.getLogger().addHandler(listener)
+    try:
+        log_fields(logging.getLogger("keras_fleet.test"), logging.INFO, "request", {"status": 503})
+    finally:
+        logging.getLogger().removeHandler(listener)
+    assert [(record.getMessage(), record.status) for record in records] == [("request", 503)]
+
+
+@pytest.mark.parametrize("timestamp", [0.0, 1_700_000_000.0, 1_859_991_813.1169999, 1_700_000_000.9999996,
+                                       1_700_000_000.0004999, 1_700_000_000.9995, 1_763_821_014.123456])
+def test_log_times_read_as_datetime_writes_them(timestamp):
+    from datetime import datetime, timezone
+
+    assert iso_time(timestamp) == datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds")
 
 
 def test_a_waiting_line_is_written_within_the_flush_interval(capsys):
