@@ -144,8 +144,12 @@ class Server:
         os.environ.update(self.env)
         self.stack = LocalStack(Path(tempfile.mkdtemp(prefix="bench-")), "127.0.0.1", self.port, self.port + 1, self.app)
         self.processes = self.stack.start(foreground=False)
-        self.stack.wait_ready(self.processes, timeout=180)
-        wrk(self.url, *self.warmup)
+        try:
+            self.stack.wait_ready(self.processes, timeout=180)
+            wrk(self.url, *self.warmup)
+        except BaseException:  # a system that fails to start must not leave its nginx behind
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc) -> None:

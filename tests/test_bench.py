@@ -172,3 +172,20 @@ def test_bench_parts_table_prices_each_part_against_the_whole_fleet():
     lines = bench_parts.markdown(rows).splitlines()
     assert lines[2:] == ["| floor | 1000 | 1.00 | 300 |  |", "| fleet | 500 | 0.50 | 600 |  |",
                          "| fleet without the model call | 800 | 0.80 | 450 | 150 |"]
+
+
+def test_a_system_that_fails_to_start_leaves_nothing_running(body, tmp_path):
+    import socket
+    import types
+
+    from localstack import StackError
+    from tests.stack import free_port
+
+    port = free_port()
+    args = types.SimpleNamespace(port=port, connections=1, warmup=0)
+    with pytest.raises(StackError, match="gunicorn exited"):
+        with bench.Server("bench_apps:no_such_system()", {"MODEL_PATH": str(DIGITS)}, *body, args):
+            pass
+    with socket.socket() as probe:  # nginx let go of the port: it was stopped, not left behind
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
