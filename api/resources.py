@@ -111,7 +111,8 @@ class Predict(ModelResource):
 
     def shed(self, overload: Overloaded):
         """Count the shed request and answer 503 with Retry-After."""
-        self.services.metrics.shed.labels(self.model.name, overload.reason).inc()
+        metrics = self.services.metrics
+        metrics.series(metrics.shed, self.model.name, overload.reason).inc()
         raise ServerOverloaded(str(overload))
 
 

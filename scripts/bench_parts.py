@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What each part of Keras Fleet's work costs on the small model, over the whole stack.
 
-    make bench-parts      # about 4 minutes; writes reports/bench_parts.json and .md
+    make bench-parts      # about 5 minutes; writes reports/bench_parts.json and .md
 
 The digits model's fleet/floor target is missed; this says where the difference goes.
 Under the same wrk load as `make bench` (16 connections, closed loop), each variant
