@@ -115,6 +115,11 @@ class Overloaded(Exception):
         self.reason = reason
 
 
+def would_finish_late() -> Overloaded:
+    """What a request gets when the model call would end after its deadline."""
+    return Overloaded("deadline", "the request could not be answered within its deadline; retry")
+
+
 @dataclasses.dataclass(eq=False)
 class _Pending:
     inputs: Arrays
@@ -241,7 +246,7 @@ class Batcher:
     def _run_alone(self, inputs: Arrays, rows: int, deadline: float) -> Arrays:
         """The model call of a request that found the worker idle (it holds the lead)."""
         if deadline < time.monotonic() + self._call_seconds_avg:
-            raise Overloaded("deadline", "the request could not be answered within its deadline; retry")
+            raise would_finish_late()
         return self._predict_rows(inputs, rows)
 
     def _pass_lead(self) -> None:
@@ -296,7 +301,7 @@ class Batcher:
         for pending in batch:
             if pending.deadline < done_by:
                 # It would be answered after its deadline: free its place in the batch now.
-                pending.finish(error=Overloaded("deadline", "the request could not be answered within its deadline; retry"))
+                pending.finish(error=would_finish_late())
                 continue
             live.append(pending)
         if not live:

@@ -233,6 +233,17 @@ def test_a_queued_request_that_would_finish_late_is_dropped_before_the_call():
     assert 4 not in model.calls and 6 not in model.calls
 
 
+def test_a_lone_request_that_would_finish_late_is_shed_before_the_call():
+    model = GatedModel(gate_first_call=False)
+    _, batcher = make_batcher(model)
+    batcher._call_seconds_avg = 10.0  # a call is expected to take 10 s; a row alone costs nothing yet
+    with pytest.raises(Overloaded) as shed:
+        submit_later(batcher, 1, 1.0, deadline=0.5)
+    assert shed.value.reason == "deadline" and model.calls == []
+    assert not batcher._leading  # the worker is free for the next request
+    assert submit_later(batcher, 1, 1.0)["y"].shape == (1, 3)
+
+
 def test_the_cost_estimate_follows_the_model_calls():
     model = GatedModel(gate_first_call=False)
     _, batcher = make_batcher(model)
