@@ -35,7 +35,6 @@ class PredictionMonitor:
         self.kind = monitoring_kind(self.output, setting)
         self._model_name = model_name
         self._metrics = metrics
-        self._by_class: dict[int, object] = {}  # predicted class -> its counter
         # Only the series of the chosen kind exists, so dashboards see no empty one.
         if self.kind == "regressor":
             self._values = metrics.series(metrics.predicted_value, model_name, self.output.name)
@@ -61,8 +60,4 @@ class PredictionMonitor:
                 self._class_counter(label).inc(int(count))
 
     def _class_counter(self, label: int):
-        counter = self._by_class.get(label)
-        if counter is None:
-            counter = self._by_class[label] = self._metrics.series(
-                self._metrics.predicted_class, self._model_name, self.output.name, str(label))
-        return counter
+        return self._metrics.series(self._metrics.predicted_class, self._model_name, self.output.name, str(label))
