@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 
+from api.metric_buffer import FLUSH_SECONDS
 from tests.stack import DIGITS, start_digits_stack
 from tests.test_e2e import digits_images, worker_pids
 from tests.test_metrics import samples
@@ -26,10 +27,10 @@ def stack(tmp_path_factory):
     running.stop()
 
 
-def wait_for(condition, timeout=20.0):
+def wait_for(condition, timeout=20.0, interval=0.1):
     deadline = time.monotonic() + timeout
     while not condition() and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(interval)
     return condition()
 
 
@@ -72,8 +73,12 @@ def test_counters_add_up_across_workers_dead_and_alive(stack):
 
     assert wait_for(lambda: predict_counts(stack.metrics()) == {"200": 60, "400": 7, "415": 3, "404": 1})
     # The scrape itself is the one request in flight, once the other worker has
-    # written out that its own requests ended.
-    assert wait_for(lambda: samples(stack.metrics(), "keras_fleet_requests_in_flight") == {(): 1.0})
+    # written out that its own requests ended. A scrape is itself a request: one the
+    # other worker answered shows there as in flight until that worker's next write
+    # (FLUSH_SECONDS), so scrapes polled faster than that could keep each other in
+    # view on both workers indefinitely.
+    assert wait_for(lambda: samples(stack.metrics(), "keras_fleet_requests_in_flight") == {(): 1.0},
+                    interval=FLUSH_SECONDS * 1.5)
     text = stack.metrics()
     assert predict_counts(text) == {"200": 60, "400": 7, "415": 3, "404": 1}
     by_class = samples(text, "keras_fleet_predictions_by_class_total")
