@@ -74,6 +74,22 @@ def test_shed_answers_are_counted_apart_from_accepted_ones(stack, body):
     assert result["p99_ms"] is not None
 
 
+def test_overload_offers_twice_the_capacity_and_compares_goodput_with_capacity_around_it(stack, body):
+    import types
+
+    args = types.SimpleNamespace(overload_connections=16, connections=4, seconds=2)
+    capacity = bench.wrk(stack.url + "/predict", *body, connections=4, seconds=2)["requests_per_s"]
+    row = bench.overload("test", stack.url + "/predict", *body, capacity, args)
+    # Two predictions in flight at most (the fixture), offered twice what four clients
+    # got through: the excess is shed, and goodput is measured against the capacity
+    # before and after the run.
+    assert row["at_2x"]["offered_per_s"] == round(2 * capacity, 1)
+    assert row["at_2x"]["shed_503"] > 0 and row["at_2x"]["other_errors"] == 0
+    around = (capacity + row["capacity_after_2x_per_s"]) / 2
+    assert row["goodput_over_capacity"] == round(row["at_2x"]["goodput_per_s"] / around, 3)
+    assert row["capacity_steady"] == (abs(capacity - row["capacity_after_2x_per_s"]) <= 0.2 * around)
+
+
 def test_request_cpu_counts_every_call_of_every_thread():
     # scripts/bench_request_cpu.py, the README's CPU-per-request figures: each thread
     # sends its requests through the WSGI app, and each request is answered.
