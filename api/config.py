@@ -91,10 +91,12 @@ class Config:
         "GUNICORN_GRACEFUL_TIMEOUT", 30, "Seconds in-flight requests get to finish after SIGTERM."
     )
     max_requests: int = setting(
-        "GUNICORN_MAX_REQUESTS", 100_000, "Recycle a worker after this many requests (0: never)."
+        "GUNICORN_MAX_REQUESTS", 0, "Recycle a worker after this many requests, to bound a leak (0: never; each "
+        "recycle runs the instance a worker short while the new one loads the model)."
     )
     max_requests_jitter: int = setting(
-        "GUNICORN_MAX_REQUESTS_JITTER", 10_000, "Random spread on the recycle point so workers don't restart together."
+        "GUNICORN_MAX_REQUESTS_JITTER", 0, "Random spread on the recycle point so workers don't restart together "
+        "(0: a tenth of GUNICORN_MAX_REQUESTS)."
     )
     # TensorFlow.
     tf_intra_op_threads: int = setting(

@@ -39,10 +39,12 @@ timeout = _config.timeout
 graceful_timeout = _config.graceful_timeout
 
 # Recycle each worker after this many requests (plus jitter, so they don't all
-# restart at once): bounds slow memory growth. A fresh worker loads the model
-# before it accepts a request, so recycling never answers 503.
+# restart at once), if set: it bounds a leak's memory growth. Off by default: a fresh
+# worker loads the model before it accepts a request, so recycling never answers 503,
+# but the instance runs a worker short for that load (seconds; more for a big model),
+# and a busy small model reached 100,000 requests per worker in under a minute.
 max_requests = _config.max_requests
-max_requests_jitter = _config.max_requests_jitter
+max_requests_jitter = _config.max_requests_jitter or _config.max_requests // 10
 
 # Seconds to hold an idle keep-alive connection from nginx open.
 keepalive = 75

@@ -50,3 +50,20 @@ def test_mapping_accepts_field_or_variable_names():
 def test_in_flight_limit_is_max_in_flight_else_twice_the_worker_threads():
     assert Config.from_mapping({"WEB_CONCURRENCY": 3, "GUNICORN_THREADS": 4}).in_flight_limit == 24
     assert Config.from_mapping({"WEB_CONCURRENCY": 3, "GUNICORN_THREADS": 4, "MAX_IN_FLIGHT": 5}).in_flight_limit == 5
+
+
+@pytest.mark.parametrize("env, recycle_after, jitter", [
+    ({}, 0, 0),  # off: each recycle costs a model load
+    ({"GUNICORN_MAX_REQUESTS": "1000"}, 1000, 100),  # jitter defaults to a tenth
+    ({"GUNICORN_MAX_REQUESTS": "1000", "GUNICORN_MAX_REQUESTS_JITTER": "7"}, 1000, 7),
+])
+def test_gunicorn_recycles_workers_only_when_asked(monkeypatch, env, recycle_after, jitter):
+    import runpy
+    from pathlib import Path
+
+    for name in ("GUNICORN_MAX_REQUESTS", "GUNICORN_MAX_REQUESTS_JITTER"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = runpy.run_path(str(Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"))
+    assert (settings["max_requests"], settings["max_requests_jitter"]) == (recycle_after, jitter)

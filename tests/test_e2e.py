@@ -251,6 +251,30 @@ def test_npy_body_through_nginx_answers_like_json(digits_stack):
     np.testing.assert_allclose(binary.json()["predictions"], as_json.json()["predictions"], rtol=1e-5)
 
 
+def test_workers_recycled_by_max_requests_answer_every_request(tmp_path):
+    # Off by default (each recycle is a model load); set, a worker that reaches its count
+    # finishes what it holds and exits while a fresh one loads: no request is lost.
+    stack = RunningStack(tmp_path, {
+        "MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": "2", "REQUEST_DEADLINE_MS": "30000",
+        "GUNICORN_MAX_REQUESTS": "40", "GUNICORN_MAX_REQUESTS_JITTER": "10",
+    }).start()
+    try:
+        master = stack.pid("gunicorn")
+        first = worker_pids(master)
+        images = digits_images(4)
+
+        def predict(index: int) -> int:
+            return stack.post("/predict", json={"instances": [images[index % 4].tolist()]}).status_code
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            statuses = list(pool.map(predict, range(300)))
+        assert statuses.count(200) == 300, sorted(set(statuses))
+        # 300 requests over two workers recycling every 40-50: several generations of workers.
+        assert len(first - worker_pids(master)) == 2, "no worker was recycled"
+    finally:
+        stack.stop()
+
+
 def test_overload_is_shed_with_503_and_retry_after_never_500(tmp_path):
     stack = start_one_worker_slow_stack(tmp_path, GUNICORN_THREADS="6", BATCH_QUEUE_SIZE="1")
     try:
