@@ -18,7 +18,8 @@ setup(
         "ai-edge-litert>=1.2",
         "flask>=3.0",
         "flask-restful>=0.3.10",
-        "gunicorn>=22.0",
+        # api/worker_sockets.py extends gunicorn 27's gthread worker.
+        "gunicorn>=27.0,<28",
         "keras>=3.3",
         "numpy>=1.26",
         "orjson>=3.9",

@@ -77,7 +77,9 @@ class Config:
     )
     batch_queue_size: int = setting("BATCH_QUEUE_SIZE", 64, "Requests waiting for the model per worker; beyond it, 503.")
     max_in_flight: int = setting(
-        "MAX_IN_FLIGHT", 0, "Predictions nginx passes to gunicorn at once; beyond it, 503 at once (0: 2 × workers × threads)."
+        "MAX_IN_FLIGHT", 0,
+        "Predictions nginx passes to gunicorn at once, shared out among the workers; beyond it, 503 at once "
+        "(0: 2 × workers × threads).",
     )
     request_deadline_ms: int = setting(
         "REQUEST_DEADLINE_MS", 1000, "A request not answered this long after nginx received it gets 503 at once."

@@ -10,6 +10,7 @@ from pathlib import Path
 from gunicorn import glogging
 
 from api.config import Config
+from api.worker_sockets import choose_slot, remove_slots
 
 _config = Config.from_env()
 
@@ -22,9 +23,25 @@ bind = [_config.bind]
 workers = _config.workers
 
 # Threads per worker. The model call releases the GIL, so a few threads keep a
-# worker busy while others parse JSON. "gthread" is the worker class threads need.
-worker_class = "gthread"
+# worker busy while others parse JSON. The worker class is gunicorn's "gthread" (the
+# one threads need) that also listens on a socket of its own, beside the shared one
+# in `bind`: nginx lists every worker's socket and sends each request to the one
+# with the fewest in flight (api/worker_sockets.py says why the kernel's choice on a
+# shared socket is not good enough).
+worker_class = "api.worker_sockets.SlotThreadWorker"
 threads = _config.threads
+
+
+def pre_fork(server, worker):
+    """Give the new worker a slot (a free one), so its socket's path is one nginx lists."""
+    held = [live.slot for live in server.WORKERS.values() if live.slot is not None]
+    worker.slot = choose_slot(held, _config.workers)
+
+
+def on_exit(server):
+    """The slots' paths would lead to a closed socket now: remove them."""
+    remove_slots(_config.bind, _config.workers)
+
 
 # Never preload the app: TensorFlow is not fork-safe. Each worker imports the
 # app after fork, loads the model, warms it up, and only then accepts requests.

@@ -8,6 +8,9 @@ provisioning, so both run the same site file with values from the same settings
     python scripts/render_nginx.py deploy/nginx/keras-fleet.conf --listen 80 --metrics-listen 9101 \
         --upstream unix:/run/keras-fleet/gunicorn.sock --access-log /var/log/nginx/keras-fleet.access.log \
         --headers-file /etc/nginx/snippets/keras-fleet-headers.conf > /etc/nginx/sites-available/keras-fleet.conf
+
+--upstream is gunicorn's bind (GUNICORN_BIND); for a unix socket, nginx's upstreams list
+each worker's own socket beside it (api/worker_sockets.py), one per WEB_CONCURRENCY.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+
+from api.worker_sockets import worker_socket_path
 
 PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 
@@ -25,6 +30,22 @@ def render(template: str, values: dict[str, object]) -> str:
     if missing:
         raise ValueError(f"no value for placeholder(s): {', '.join(missing)}")
     return PLACEHOLDER.sub(lambda match: str(values[match.group(1)]), template)
+
+
+def upstream_servers(upstream: str, workers: int, in_flight: int = 0) -> str:
+    """The `server` lines of an upstream block: each gunicorn worker's own socket
+    (api/worker_sockets.py), or the one address of a TCP bind.
+
+    ``in_flight``, if given, caps requests in flight, shared out as evenly as whole
+    numbers allow (7 over 2 workers: 4 and 3; each worker at least 1).
+    """
+    sockets = [worker_socket_path(upstream, slot) for slot in range(workers)]
+    servers = [f"unix:{path}" for path in sockets] if all(sockets) else [upstream]
+    lines = []
+    for index, server in enumerate(servers):
+        cap = f" max_conns={max(1, in_flight // len(servers) + (index < in_flight % len(servers)))}" if in_flight else ""
+        lines.append(f"    server {server} max_fails=0{cap};")
+    return "\n".join(lines)
 
 
 def site_values(config, *, listen: str, metrics_listen: str, upstream: str, access_log: str,
@@ -41,10 +62,10 @@ def site_values(config, *, listen: str, metrics_listen: str, upstream: str, acce
     return {
         "LISTEN": listen,
         "METRICS_LISTEN": metrics_listen,
-        "UPSTREAM": upstream,
+        "WORKERS": upstream_servers(upstream, config.workers),
+        "PREDICT_WORKERS": upstream_servers(upstream, config.workers, in_flight=config.in_flight_limit),
         "ACCESS_LOG": access_log,
         "ERROR_LOG": error_log,
-        "MAX_IN_FLIGHT": config.in_flight_limit,
         "HEADERS_FILE": headers_file,
         "MAX_BODY_BYTES": config.max_body_bytes,
         "PROXY_TIMEOUT": config.timeout,

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import requests
@@ -85,6 +86,16 @@ class RunningStack:
     def stderr_log(self) -> list[str]:
         """What the processes wrote to stderr past logging."""
         return self._log("stderr.log")
+
+    def wait_for_log(self, text: str, count: int, seconds: float = 60) -> bool:
+        """Wait until ``text`` is in ``count`` lines of the app's log (lines below WARNING
+        leave each worker about every 0.5 s)."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if sum(text in line for line in self.app_log()) >= count:
+                return True
+            time.sleep(0.1)
+        return False
 
     def _log(self, name: str) -> list[str]:
         log = self.run_dir / "logs" / name

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 
 import numpy as np
@@ -271,6 +272,100 @@ def test_workers_recycled_by_max_requests_answer_every_request(tmp_path):
         assert statuses.count(200) == 300, sorted(set(statuses))
         # 300 requests over two workers recycling every 40-50: several generations of workers.
         assert len(first - worker_pids(master)) == 2, "no worker was recycled"
+    finally:
+        stack.stop()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_a_worker_restarted_under_load_answers_everything_and_takes_its_share(tmp_path):
+    # A worker stopped under load (recycled, or TERM) hands its socket's path back to
+    # gunicorn's shared socket and answers what already waits on its own; its
+    # replacement takes the path over once ready, and nginx sends it its share.
+    from bench import wrk
+
+    stack = start_digits_stack(tmp_path, workers=2)
+    try:
+        body = tmp_path / "body.json"
+        body.write_text(json.dumps({"instances": digits_images(1).tolist()}))
+        master = stack.pid("gunicorn")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            load = pool.submit(wrk, f"{stack.url}/predict", body, "application/json", 16, 16, track=True)
+            time.sleep(2.0)
+            stopped = min(worker_pids(master))
+            os.kill(stopped, signal.SIGTERM)
+            assert stack.wait_for_log('"model loaded"', count=3), "no replacement worker loaded its model"
+            time.sleep(1.0)
+            workers = sorted(worker_pids(master))
+            assert stopped not in workers and len(workers) == 2
+            before = [cpu_seconds(pid) for pid in workers]
+            time.sleep(4.0)
+            used = [cpu_seconds(pid) - start for pid, start in zip(workers, before)]
+            answered = load.result()
+        assert answered["goodput_per_s"] > 0 and answered["shed_503"] == answered["other_errors"] == 0, answered
+        assert min(used) > 0.35 * sum(used), f"CPU seconds per worker over 4 s of load: {used}"
+    finally:
+        stack.stop()
+
+
+def test_nginx_sends_a_request_to_the_idle_worker_not_behind_a_busy_one(tmp_path):
+    # One request thread per worker: a worker computing a long prediction cannot start
+    # another. On gunicorn's one shared socket, nginx's kept-alive connection could
+    # belong to that worker, and a short request waited behind the long one; with a
+    # socket per worker, least_conn sends it to the idle worker.
+    stack = start_one_worker_slow_stack(tmp_path, WEB_CONCURRENCY="2", GUNICORN_THREADS="1")
+    try:
+        assert stack.wait_for_log('"model loaded"', count=2), "the second worker did not load its model"
+        short = {"instances": [[0.0] * 4]}
+        for _ in range(8):  # connections to both workers in nginx's cache
+            assert stack.post("/predict", json=short).status_code == 200
+        pool, futures = send_slow_requests(stack, 1)
+        time.sleep(1.0)
+        assert not futures[0].done(), "the slow model answered too fast to test"
+        for _ in range(10):
+            assert stack.post("/predict", json=short).status_code == 200
+        assert not futures[0].done(), "a short request waited for the long one"
+        assert futures[0].result().status_code == 200
+        pool.shutdown()
+    finally:
+        stack.stop()
+
+
+def test_a_reload_answers_every_request_while_new_workers_load(tmp_path):
+    # HUP: gunicorn starts new workers and stops the old at once. Until a new worker is
+    # ready, each worker's socket leads to gunicorn's shared one, where requests wait.
+    stack = start_digits_stack(tmp_path, workers=2)
+    try:
+        master = stack.pid("gunicorn")
+        old = worker_pids(master)
+        body = {"instances": digits_images(1).tolist()}
+        reloaded = threading.Event()
+
+        def client(_: int) -> list[int]:
+            import requests
+
+            statuses = []
+            with requests.Session() as session:
+                while not reloaded.is_set() or len(statuses) < 20:
+                    statuses.append(session.post(f"{stack.url}/predict", json=body, timeout=60).status_code)
+            return statuses
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+            clients = [pool.submit(client, index) for index in range(4)]
+            time.sleep(1.0)
+            os.kill(master, signal.SIGHUP)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and (worker_pids(master) & old or len(worker_pids(master)) != 2):
+                time.sleep(0.2)
+            reloaded.set()
+            statuses = [status for done in clients for status in done.result()]
+        assert not worker_pids(master) & old, "the old workers are still there"
+        assert statuses.count(200) == len(statuses), sorted(set(statuses))
     finally:
         stack.stop()
 

@@ -181,13 +181,16 @@ def test_gunicorn_runs_unprivileged_and_hardened_and_only_nginx_reaches_its_sock
     assert props["User"] == "keras-fleet" and props["NoNewPrivileges"] == "yes"
     assert props["ProtectSystem"] == "strict" and props["PrivateTmp"] == "yes" and props["CapabilityBoundingSet"] == ""
     assert instance.run(["stat", "-c", "%U", f"/proc/{props['MainPID']}"]).stdout.strip() == "keras-fleet"
-    socket_mode = instance.run(["stat", "-c", "%U:%G %a", "/run/keras-fleet", "/run/keras-fleet/gunicorn.sock"])
-    assert socket_mode.stdout.split("\n")[:2] == ["keras-fleet:keras-fleet 750", "keras-fleet:keras-fleet 770"]
-    connect = "import socket; socket.socket(socket.AF_UNIX).connect('/run/keras-fleet/gunicorn.sock'); print('connected')"
-    as_nginx = instance.run(["runuser", "-u", "www-data", "--", "python3", "-c", connect], check=False)
-    as_other = instance.run(["runuser", "-u", "nobody", "--", "python3", "-c", connect], check=False)
-    assert as_nginx.stdout.strip() == "connected", as_nginx.stderr
-    assert as_other.returncode != 0 and "Permission denied" in as_other.stderr
+    # gunicorn's socket and each worker's own (api/worker_sockets.py).
+    sockets = ["/run/keras-fleet/gunicorn.sock", "/run/keras-fleet/gunicorn.0.sock"]
+    socket_mode = instance.run(["stat", "-c", "%U:%G %a", "/run/keras-fleet", *sockets])
+    assert socket_mode.stdout.split("\n")[:3] == ["keras-fleet:keras-fleet 750"] + ["keras-fleet:keras-fleet 770"] * 2
+    for path in sockets:
+        connect = f"import socket; socket.socket(socket.AF_UNIX).connect('{path}'); print('connected')"
+        as_nginx = instance.run(["runuser", "-u", "www-data", "--", "python3", "-c", connect], check=False)
+        as_other = instance.run(["runuser", "-u", "nobody", "--", "python3", "-c", connect], check=False)
+        assert as_nginx.stdout.strip() == "connected", as_nginx.stderr
+        assert as_other.returncode != 0 and "Permission denied" in as_other.stderr
 
 
 def test_the_booted_image_serves_predictions_through_nginx(instance):
@@ -209,23 +212,30 @@ def test_the_booted_image_serves_predictions_through_nginx(instance):
     assert requests.get(f"{URL}/healthz/live", timeout=10).json() == {"status": "alive"}
 
 
+def predict_caps(site) -> dict[str, int]:
+    """The predict upstream's sockets and their caps on requests in flight (max_conns)."""
+    block = site.read_text().split("upstream keras_fleet_predict {", 1)[1].split("}", 1)[0]
+    return {path: int(cap) for path, cap in re.findall(r"server unix:(\S+) max_fails=0 max_conns=(\d+);", block)}
+
+
 def test_nginx_renders_its_site_for_the_machine_it_starts_on(instance, image_root):
     site = image_root / "etc/nginx/sites-available/keras-fleet.conf"
     settings = image_root / "etc/keras-fleet/keras-fleet.env"
     cores = int(instance.run(["nproc"]).stdout)
-    # The cap on predictions in flight follows gunicorn here: 2 x workers (one per core) x 8 threads.
-    assert f"max_conns={2 * cores * 8};" in site.read_text()
+    # One socket per gunicorn worker (one worker per core), and the cap on predictions
+    # in flight shared out among them: 2 x workers x 8 threads in all.
+    assert predict_caps(site) == {f"/run/keras-fleet/gunicorn.{slot}.sock": 2 * 8 for slot in range(cores)}
     original = settings.read_text()
     try:
         # A new setting reaches nginx at its next start: the site is rendered anew then.
         settings.write_text(original + "MAX_IN_FLIGHT=7\n")
         instance.run(["systemctl", "restart", "nginx.service"])
-        assert "max_conns=7;" in site.read_text()
+        assert sum(predict_caps(site).values()) == 7
         assert requests.get(f"{URL}/healthz/ready", timeout=10).status_code == 200
     finally:
         settings.write_text(original)
         instance.run(["systemctl", "restart", "nginx.service"])
-    assert f"max_conns={2 * cores * 8};" in site.read_text()
+    assert sum(predict_caps(site).values()) == 2 * cores * 8
     assert requests.post(f"{URL}/predict", json={"instances": digits_images(1).tolist()}, timeout=60).status_code == 200
 
 
