@@ -299,7 +299,7 @@ def test_a_worker_restarted_under_load_answers_everything_and_takes_its_share(tm
             time.sleep(2.0)
             stopped = min(worker_pids(master))
             os.kill(stopped, signal.SIGTERM)
-            assert stack.wait_for_log('"model loaded"', count=3), "no replacement worker loaded its model"
+            assert stack.wait_for_log("serves slot", count=3), "no replacement worker is serving"
             time.sleep(1.0)
             workers = sorted(worker_pids(master))
             assert stopped not in workers and len(workers) == 2
@@ -320,7 +320,7 @@ def test_nginx_sends_a_request_to_the_idle_worker_not_behind_a_busy_one(tmp_path
     # socket per worker, least_conn sends it to the idle worker.
     stack = start_one_worker_slow_stack(tmp_path, WEB_CONCURRENCY="2", GUNICORN_THREADS="1")
     try:
-        assert stack.wait_for_log('"model loaded"', count=2), "the second worker did not load its model"
+        assert stack.wait_for_log("serves slot", count=2), "the second worker is not serving"
         short = {"instances": [[0.0] * 4]}
         for _ in range(8):  # connections to both workers in nginx's cache
             assert stack.post("/predict", json=short).status_code == 200
