@@ -34,11 +34,17 @@ from gunicorn.workers.gthread import ThreadWorker
 UNIX = "unix:"
 
 
+def _unix_path(bind: str) -> str | None:
+    """The path of gunicorn's socket for a ``unix:`` bind; None for a TCP bind."""
+    return bind[len(UNIX):] if bind.startswith(UNIX) else None
+
+
 def worker_socket_path(bind: str, slot: int) -> str | None:
     """The socket of worker ``slot`` beside gunicorn's unix socket ``bind``; None for a TCP bind."""
-    if not bind.startswith(UNIX):
+    shared = _unix_path(bind)
+    if shared is None:
         return None
-    path = Path(bind[len(UNIX):])
+    path = Path(shared)
     return str(path.with_name(f"{path.stem}.{slot}{path.suffix}"))
 
 
@@ -65,10 +71,10 @@ def _directory_lock(path: str):
 
 def remove_slots(bind: str, slots: int) -> None:
     """Remove the slots' paths (the master, once it stopped): nothing listens there any more."""
-    if not bind.startswith(UNIX):
-        return
     for slot in range(slots):
-        Path(worker_socket_path(bind, slot)).unlink(missing_ok=True)
+        path = worker_socket_path(bind, slot)
+        if path:
+            Path(path).unlink(missing_ok=True)
 
 
 class WorkerSocket:
@@ -76,7 +82,7 @@ class WorkerSocket:
 
     def __init__(self, bind: str, slot: int, umask: int, backlog: int):
         self.path = worker_socket_path(bind, slot)
-        self.shared = bind[len(UNIX):]
+        self.shared = _unix_path(bind)
         self.released = False
         self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         # Reachable only through filesystem rights, as gunicorn's own socket (its umask).
