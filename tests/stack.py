@@ -90,16 +90,25 @@ class RunningStack:
     def wait_for_log(self, text: str, count: int, seconds: float = 60) -> bool:
         """Wait until ``text`` is in ``count`` lines of the app's log (lines below WARNING
         leave each worker about every 0.5 s)."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if sum(text in line for line in self.app_log()) >= count:
-                return True
-            time.sleep(0.1)
-        return False
+        return wait_for(lambda: sum(text in line for line in self.app_log()) >= count, timeout=seconds)
 
     def _log(self, name: str) -> list[str]:
         log = self.run_dir / "logs" / name
         return log.read_text().splitlines() if log.exists() else []
+
+
+def wait_for(condition, timeout: float = 20.0, interval: float = 0.1) -> bool:
+    """Check ``condition`` until it holds (True) or ``timeout`` seconds pass (False).
+
+    True as soon as one check passes, without checking again: a check may be a scrape
+    or a request, and the next one can be answered by another worker.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(interval)
+    return True
 
 
 def start_digits_stack(run_dir: Path, workers: int) -> RunningStack:

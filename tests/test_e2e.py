@@ -15,7 +15,7 @@ import pytest
 from localstack import pid_alive
 
 from tests import keras_models
-from tests.stack import DIGITS, RunningStack, start_digits_stack
+from tests.stack import DIGITS, RunningStack, start_digits_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -359,9 +359,7 @@ def test_a_reload_answers_every_request_while_new_workers_load(tmp_path):
             clients = [pool.submit(client, index) for index in range(4)]
             time.sleep(1.0)
             os.kill(master, signal.SIGHUP)
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and (worker_pids(master) & old or len(worker_pids(master)) != 2):
-                time.sleep(0.2)
+            wait_for(lambda: not worker_pids(master) & old and len(worker_pids(master)) == 2, timeout=120)
             reloaded.set()
             statuses = [status for done in clients for status in done.result()]
         assert not worker_pids(master) & old, "the old workers are still there"

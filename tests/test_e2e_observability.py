@@ -6,13 +6,12 @@ import concurrent.futures
 import json
 import os
 import signal
-import time
 
 import numpy as np
 import pytest
 
 from api.metric_buffer import FLUSH_SECONDS
-from tests.stack import DIGITS, start_digits_stack
+from tests.stack import DIGITS, start_digits_stack, wait_for
 from tests.test_e2e import digits_images, worker_pids
 from tests.test_metrics import samples
 
@@ -25,17 +24,6 @@ def stack(tmp_path_factory):
     running = start_digits_stack(tmp_path_factory.mktemp("obs-run"), workers=2)
     yield running
     running.stop()
-
-
-def wait_for(condition, timeout=20.0, interval=0.1):
-    # True as soon as one check passes: a check is a scrape, and the next scrape may be
-    # answered by the other worker, whose write of its last request's end can lag.
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 def predict_counts(text: str) -> dict[str, float]:
