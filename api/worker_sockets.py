@@ -31,6 +31,8 @@ from pathlib import Path
 
 from gunicorn.workers.gthread import ThreadWorker
 
+from api.whole_body import WholeBody
+
 UNIX = "unix:"
 
 
@@ -142,6 +144,11 @@ class SlotThreadWorker(ThreadWorker):
             # The loop also ends without stopping accepts first (the master gone, an error).
             if self.own_socket and not self.own_socket.released:
                 self.own_socket.release()
+
+    def handle_request(self, req, conn):
+        # Each body is read whole, straight from the socket (api/whole_body.py says why).
+        req.body = WholeBody(req.body)
+        return super().handle_request(req, conn)
 
     def set_accept_enabled(self, enabled: bool) -> None:
         # Called with False when the worker stops (TERM, max_requests, the master gone),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import orjson
 import pytest
@@ -238,6 +240,15 @@ def test_wrong_method_gets_405_with_allow(client, method, path):
 def test_body_over_limit_gets_413(client, model):
     body = b'{"instances": [' + b"0," * (TEST_CONFIG["MAX_BODY_BYTES"] // 2) + b"0]}"
     assert_error(post(client, "/predict", body), 413, ["over the limit of 65536 bytes"])
+    assert model.calls == []
+
+
+def test_a_body_shorter_than_its_content_length_gets_400(client, model):
+    # The client left before sending all it announced: nothing to predict from.
+    body = orjson.dumps({"instances": [IMAGE]})
+    response = client.post("/predict", input_stream=io.BytesIO(body), content_type="application/json",
+                           environ_overrides={"CONTENT_LENGTH": str(len(body) + 10)})
+    assert_error(response, 400, ["body ended after", "Content-Length"])
     assert model.calls == []
 
 
