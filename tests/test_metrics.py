@@ -99,6 +99,26 @@ def test_binary_classifier_with_one_column_thresholds_at_one_half():
     assert {dict(k)["predicted_class"]: v for k, v in counts.items()} == {"0": 1, "1": 2}
 
 
+@pytest.mark.parametrize("columns", [1, 3])
+def test_classes_are_counted_alike_in_python_and_in_numpy(monkeypatch, columns):
+    # Small outputs are classified in Python (numpy's argmax lets go of the GIL), large
+    # ones by numpy: both count the same classes, ties going to the first column.
+    rng = np.random.default_rng(7)
+    outputs = rng.random((40, columns)).astype("float32")
+    outputs[:5] = 0.5  # ties, and exactly the binary threshold
+    counted = {}
+    for pick_values in (10**6, 0):
+        monkeypatch.setattr("api.monitoring.PYTHON_PICK_VALUES", pick_values)
+        metrics, monitor = monitor_for((None, columns), setting="classifier")
+        monitor.observe({"y": outputs})
+        monitor.observe({"y": outputs[:1]})
+        counts = samples(metrics.exposition().decode(), "keras_fleet_predictions_by_class_total")
+        counted[pick_values] = {dict(k)["predicted_class"]: v for k, v in counts.items()}
+    expected = np.bincount((outputs[:, 0] >= 0.5).astype(int) if columns == 1 else outputs.argmax(axis=1))
+    expected[int(outputs[0, 0] >= 0.5) if columns == 1 else 0] += 1
+    assert counted[10**6] == counted[0] == {str(label): count for label, count in enumerate(expected) if count}
+
+
 def test_bad_prediction_monitoring_setting_fails_at_start():
     with pytest.raises(ValueError, match="PREDICTION_MONITORING"):
         create_app({**TEST_CONFIG, "PREDICTION_MONITORING": "sometimes"}, model=FakeModel())
