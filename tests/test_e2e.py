@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -237,6 +238,59 @@ def test_predictions_over_max_in_flight_get_503_from_nginx_at_once_while_health_
         assert "keras_fleet_requests_shed_total{" not in stack.metrics()
         assert stack.post("/predict", json={"instances": [[0.0] * 4]}).status_code == 200
     finally:
+        stack.stop()
+
+
+def slot_socket(stack: RunningStack, worker: int) -> str:
+    """The path of the socket of its own that ``worker`` serves (from its log line)."""
+    line = next(line for line in stack.app_log() if f"Worker {worker} serves slot" in line)
+    return json.loads(line)["message"].rsplit(" at ", 1)[1]
+
+
+def refuses_connections(path: str) -> bool:
+    """True when nothing listens at the unix socket ``path`` any more."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(path)
+        except ConnectionRefusedError:
+            return True
+    return False
+
+
+def test_a_prediction_refused_for_capacity_says_so_after_a_dead_workers_socket_refused_it(tmp_path):
+    # Two workers of one thread, one prediction in flight each. One worker is killed and,
+    # with the master stopped, not replaced: its socket refuses connections. nginx tries
+    # it, then finds the other worker full: that is capacity, not a server still starting.
+    stack = start_one_worker_slow_stack(tmp_path, WEB_CONCURRENCY="2", GUNICORN_THREADS="1", MAX_IN_FLIGHT="2")
+    master = stack.pid("gunicorn")
+    try:
+        assert stack.wait_for_log("serves slot", count=2), "both workers must serve their sockets"
+        os.kill(master, signal.SIGSTOP)
+        dead = min(worker_pids(master))
+        dead_socket = slot_socket(stack, dead)
+        os.kill(dead, signal.SIGKILL)
+        # Not just until the process is a zombie: its other threads, and so its sockets,
+        # outlive that by the tens of ms the kernel takes to unmap the model's memory; a
+        # request sent there meanwhile is accepted and then reset (502, no retry of a POST).
+        assert wait_for(lambda: refuses_connections(dead_socket)), "the killed worker's socket still accepts"
+        pool, futures = send_slow_requests(stack, 1)
+        time.sleep(1.0)  # the prediction is now being computed by the live worker; it takes seconds
+        assert not futures[0].done(), f"answered too soon to test the cap: {futures[0].result().text}"
+        refused = stack.post("/predict", json={"instances": [[0.0] * 4]})
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["Retry-After"] == "1"
+        assert refused.json() == {"error": "the server is at capacity; retry shortly"}
+        # nginx did try the dead worker's socket first (502), then found the group full
+        # (the line is written just after the answer is sent).
+        def refused_predictions():
+            lines = [json.loads(line) for line in stack.access_log()]
+            return [line["upstream_status"] for line in lines if line["uri"] == "/predict" and line["status"] == 503]
+
+        assert wait_for(lambda: refused_predictions() == ["502, 502"])
+        assert futures[0].result().status_code == 200
+        pool.shutdown()
+    finally:
+        os.kill(master, signal.SIGCONT)
         stack.stop()
 
 
