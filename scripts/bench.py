@@ -82,15 +82,16 @@ def machine_busy_seconds() -> float:
 
 
 def wrk(url: str, body: Path, content_type: str, connections: int, seconds: float, rate: float = 0.0,
-        track: bool = False) -> dict:
+        track: bool = False, arrivals: str = "poisson") -> dict:
     """Load from wrk: a closed loop (``rate`` 0: each connection sends as soon as it is
-    answered), or an open-loop Poisson schedule of ``rate`` requests/s in all, with at most
-    one request outstanding per connection (scripts/bench_wrk.lua). ``track`` counts the
-    answers by status, with the latency of the accepted ones."""
+    answered), or an open-loop schedule of ``rate`` requests/s in all, with at most one
+    request outstanding per connection (scripts/bench_wrk.lua); ``arrivals`` spaces it:
+    ``poisson`` (random gaps) or ``even``. ``track`` counts the answers by status, with
+    the latency of the accepted ones."""
     threads = min(2, connections)
     connections -= connections % threads
     env = dict(os.environ, BENCH_BODY=str(body), BENCH_CONTENT_TYPE=content_type, BENCH_RATE=str(rate),
-               BENCH_TRACK="1" if track else "0",
+               BENCH_TRACK="1" if track else "0", BENCH_ARRIVALS=arrivals,
                BENCH_THREADS=str(threads), BENCH_CONNECTIONS_PER_THREAD=str(connections // threads))
     busy_before = machine_busy_seconds()
     out = subprocess.run(
@@ -274,12 +275,13 @@ def bench_model(name: str, model_path: Path, work: Path, args) -> dict:
 def tail_latency(url: str, body: Path, content_type: str, args) -> dict:
     """Capacity (closed loop), unloaded p50 (one client), then p50/p99 at 70% of capacity.
 
-    The 70% run is an open-loop Poisson schedule over the same connections: a steady
-    rate with random gaps, as independent clients would send.
+    The 70% run is an open-loop schedule over the same connections: a steady rate with
+    random gaps, as independent clients would send (``args.arrivals``: or even gaps).
     """
     capacity = wrk(url, body, content_type, args.connections, args.seconds)
     unloaded = wrk(url, body, content_type, 1, args.seconds / 2)
-    at_70 = wrk(url, body, content_type, args.connections, args.seconds, rate=0.7 * capacity["requests_per_s"])
+    at_70 = wrk(url, body, content_type, args.connections, args.seconds, rate=0.7 * capacity["requests_per_s"],
+                 arrivals=args.arrivals)
     return {
         "capacity_per_s": capacity["requests_per_s"],
         "capacity_errors": capacity["errors"],
@@ -293,7 +295,8 @@ def overload(name: str, url: str, body: Path, content_type: str, capacity: float
     """Goodput at 2x ``capacity`` (open loop), against capacity measured again right after."""
     # Enough connections that the offered rate holds while answers are slow: at most
     # one request is outstanding on each.
-    at_2x = wrk(url, body, content_type, args.overload_connections, args.seconds, rate=2.0 * capacity, track=True)
+    at_2x = wrk(url, body, content_type, args.overload_connections, args.seconds, rate=2.0 * capacity, track=True,
+                 arrivals=args.arrivals)
     # Capacity again, right after: the machine's speed drifts over minutes, and
     # goodput is compared with what the stack could do around the same time.
     capacity_after = wrk(url, body, content_type, args.connections, args.seconds)["requests_per_s"]
@@ -389,9 +392,10 @@ def markdown(report: dict) -> str:
     if "image_fleet_vs_raw_tensorflow" in r:
         lines.append(f"| image: fleet / raw with TensorFlow's runtime (samples/s) | {r['image_fleet_vs_raw_tensorflow']} "
                      "| (reference) |")
+    arrivals = {"poisson": "Poisson", "even": "evenly spaced"}[report.get("arrivals", "poisson")]
     for name, row in report["latency"].items():
         floor = row["floor_reference"]["p99_at_70_over_unloaded_p50"]
-        lines.append(f"| {name}: p99 at 70% load / unloaded p50 (floor, no model: {floor}) "
+        lines.append(f"| {name}: p99 at 70% load ({arrivals} arrivals) / unloaded p50 (floor, no model: {floor}) "
                      f"| {row['p99_at_70_over_unloaded_p50']} | ≤ 3 |")
     for name, row in report["latency"].items():
         floor = row["floor_reference"]["goodput_over_capacity"]
@@ -427,6 +431,9 @@ def main() -> int:
     parser.add_argument("--raw-seconds", type=float, default=5, help="each run of the raw sweep")
     parser.add_argument("--overload-connections", type=int, default=400, help="wrk connections of the 2x capacity run")
     parser.add_argument("--models", default="models/digits.keras", help="the small model")
+    parser.add_argument("--arrivals", choices=("poisson", "even"), default="poisson",
+                        help="gaps of the open-loop runs (70%% and 2x): random, as independent clients send, or "
+                             "even, as wrk2's and k6's constant-rate loops send; 'even' writes reports/bench_even.*")
     args = parser.parse_args()
     args.raw_batches = {"small": [1, 16, 64, 256], "image": [1, 8, 16, 32]}
 
@@ -434,7 +441,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-bodies-"))
     models = {"small": REPO / args.models, "image": image_model(REPORTS / "mobilenet_v2.keras")}
     started = time.time()
-    report: dict = {"machine": {"cores": os.cpu_count()}, "connections": args.connections, "seconds": args.seconds}
+    report: dict = {"machine": {"cores": os.cpu_count()}, "connections": args.connections, "seconds": args.seconds,
+                    "arrivals": args.arrivals}
     for name, path in models.items():
         report[name] = bench_model(name, path, work, args)
     report["ratios"] = ratios(report)
@@ -445,7 +453,7 @@ def main() -> int:
     report["overload"] = {"model_key": "image", **report["latency"]["image"]}
     report["ratios"]["overload_goodput_over_capacity"] = report["overload"]["goodput_over_capacity"]
     report["elapsed_s"] = round(time.time() - started)
-    write_reports("bench", report, markdown(report))
+    write_reports("bench" if args.arrivals == "poisson" else f"bench_{args.arrivals}", report, markdown(report))
     print(f"in {report['elapsed_s']} s")
     return 0
 

@@ -5,6 +5,9 @@
 --                                   has an answer. Otherwise an open-loop schedule of
 --                                   this many requests/s in all (Poisson arrivals), up to
 --                                   one outstanding request per connection.
+--   BENCH_ARRIVALS                  poisson (the default): the open loop's gaps are random, as
+--                                   independent clients send; even: every gap the same, as
+--                                   wrk2's and k6's constant-rate open loops send
 --   BENCH_THREADS                   wrk's -t, to split BENCH_RATE between its threads
 --   BENCH_TRACK                     1: time and count each answer by status (below)
 --   BENCH_CONNECTIONS_PER_THREAD    wrk's -c / -t (tracked runs need it, below)
@@ -35,6 +38,7 @@ file:close()
 local content_type = os.getenv("BENCH_CONTENT_TYPE")
 local rate = tonumber(os.getenv("BENCH_RATE") or "0")
 local threads = tonumber(os.getenv("BENCH_THREADS") or "1")
+local even_arrivals = os.getenv("BENCH_ARRIVALS") == "even"
 -- Building each request and reading each answer in Lua costs the client CPU that the
 -- server shares here, so only runs that need it (shed answers among accepted) track.
 local track = os.getenv("BENCH_TRACK") == "1"
@@ -60,9 +64,10 @@ if rate > 0 then
   end
 
   function delay()
-    -- The next arrival of this thread's Poisson process; if every connection was busy
-    -- when it came due, send now and go on from here (no catch-up burst).
-    next_send_us = math.max(next_send_us + mean_gap_us * -math.log(1 - math.random()), now_us())
+    -- The next arrival of this thread's schedule; if every connection was busy when it
+    -- came due, send now and go on from here (no catch-up burst).
+    local gap_us = even_arrivals and mean_gap_us or mean_gap_us * -math.log(1 - math.random())
+    next_send_us = math.max(next_send_us + gap_us, now_us())
     return math.floor((next_send_us - now_us()) / 1000 + 0.5)
   end
 end

@@ -7,6 +7,8 @@ mean what its README says.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -65,6 +67,29 @@ def test_open_loop_sends_the_rate_asked_and_times_each_answer(stack, body):
     assert 0 < result["p50_ms"] <= result["p99_ms"]
 
 
+@pytest.mark.parametrize("arrivals, least_spread, most_spread", [("even", 0.0, 0.5), ("poisson", 0.6, 1.6)])
+def test_open_loop_spaces_its_requests_as_asked(stack, body, arrivals, least_spread, most_spread):
+    from datetime import datetime
+
+    from tests.stack import wait_for
+
+    def predict_times():
+        lines = [json.loads(line) for line in stack.app_log()]
+        return [datetime.fromisoformat(line["time"]).timestamp() for line in lines
+                if line.get("message") == "request" and line.get("path") == "/predict"]
+
+    before = len(predict_times())
+    sent = bench.wrk(stack.url + "/predict", *body, connections=1, seconds=3, rate=40, arrivals=arrivals)["requests"]
+    assert wait_for(lambda: len(predict_times()) - before >= sent - 1)  # the app writes its lines out each second
+    gaps = np.diff(sorted(predict_times()[before:]))
+    # The gaps' spread (standard deviation / mean): 0 for a metronome, 1 for a Poisson
+    # process; the app logs each request as it ends, so an even schedule keeps a few
+    # ms of jitter from the machine. 120 gaps bound a Poisson process's spread to about
+    # 1 +- 0.2.
+    spread = gaps.std() / gaps.mean()
+    assert least_spread <= spread <= most_spread, (arrivals, spread, len(gaps))
+
+
 def test_shed_answers_are_counted_apart_from_accepted_ones(stack, body):
     result = bench.wrk(stack.url + "/predict", *body, connections=16, seconds=2, rate=3000, track=True)
     assert result["shed_503"] > 0, result
@@ -77,7 +102,7 @@ def test_shed_answers_are_counted_apart_from_accepted_ones(stack, body):
 def test_overload_offers_twice_the_capacity_and_compares_goodput_with_capacity_around_it(stack, body):
     import types
 
-    args = types.SimpleNamespace(overload_connections=16, connections=4, seconds=2)
+    args = types.SimpleNamespace(overload_connections=16, connections=4, seconds=2, arrivals="poisson")
     capacity = bench.wrk(stack.url + "/predict", *body, connections=4, seconds=2)["requests_per_s"]
     row = bench.overload("test", stack.url + "/predict", *body, capacity, args)
     # Two predictions in flight at most (the fixture), offered twice what four clients
