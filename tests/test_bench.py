@@ -8,6 +8,7 @@ mean what its README says.
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -73,15 +74,19 @@ def test_open_loop_spaces_its_requests_as_asked(stack, body, arrivals, least_spr
 
     from tests.stack import wait_for
 
-    def predict_times():
+    def predict_times(since: float) -> list[float]:
+        # By time, not by position: the app writes its lines out each second, so the
+        # previous test's last requests can still be written after this one starts.
         lines = [json.loads(line) for line in stack.app_log()]
-        return [datetime.fromisoformat(line["time"]).timestamp() for line in lines
-                if line.get("message") == "request" and line.get("path") == "/predict"]
+        times = [datetime.fromisoformat(line["time"]).timestamp() for line in lines
+                 if line.get("message") == "request" and line.get("path") == "/predict"]
+        return sorted(t for t in times if t >= since)
 
-    before = len(predict_times())
+    time.sleep(1.5)  # the previous test's requests end (and are logged) before this one's start
+    started = time.time()
     sent = bench.wrk(stack.url + "/predict", *body, connections=1, seconds=3, rate=40, arrivals=arrivals)["requests"]
-    assert wait_for(lambda: len(predict_times()) - before >= sent - 1)  # the app writes its lines out each second
-    gaps = np.diff(sorted(predict_times()[before:]))
+    assert wait_for(lambda: len(predict_times(started)) >= sent - 1)
+    gaps = np.diff(predict_times(started))
     # The gaps' spread (standard deviation / mean): 0 for a metronome, 1 for a Poisson
     # process; the app logs each request as it ends, so an even schedule keeps a few
     # ms of jitter from the machine. 120 gaps bound a Poisson process's spread to about
