@@ -117,4 +117,9 @@ def start_digits_stack(run_dir: Path, workers: int) -> RunningStack:
     # A generous deadline: on a busy shared machine, overload shedding (a 503 by design,
     # tested on its own) must not be mistaken for the failures these tests look for.
     env = {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": str(workers), "REQUEST_DEADLINE_MS": "30000"}
-    return RunningStack(run_dir, env).start()
+    stack = RunningStack(run_dir, env).start()
+    # Ready means one worker serves; tests that stop or kill workers want them all serving.
+    if not stack.wait_for_log("serves slot", count=workers):
+        stack.stop()
+        raise AssertionError(f"not all {workers} workers serve their sockets:\n" + "\n".join(stack.app_log()[-20:]))
+    return stack
