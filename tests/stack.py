@@ -6,6 +6,7 @@ loopback port and a private run directory.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -91,6 +92,13 @@ class RunningStack:
         """Wait until ``text`` is in ``count`` lines of the app's log (lines below WARNING
         leave each worker about every 0.5 s)."""
         return wait_for(lambda: sum(text in line for line in self.app_log()) >= count, timeout=seconds)
+
+    def served_socket(self, worker: int) -> str | None:
+        """The socket of its own that gunicorn worker ``worker`` serves, from its log line;
+        None until it serves one."""
+        marker = f"Worker {worker} serves slot"
+        line = next((line for line in self.app_log() if marker in line), None)
+        return json.loads(line)["message"].rsplit(" at ", 1)[1] if line else None
 
     def _log(self, name: str) -> list[str]:
         log = self.run_dir / "logs" / name

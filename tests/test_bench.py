@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 
 import numpy as np
 import pytest
 
 import bench
-from tests.stack import DIGITS, RunningStack
+from tests.stack import DIGITS, RunningStack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -70,10 +71,6 @@ def test_open_loop_sends_the_rate_asked_and_times_each_answer(stack, body):
 
 @pytest.mark.parametrize("arrivals, least_spread, most_spread", [("even", 0.0, 0.5), ("poisson", 0.6, 1.6)])
 def test_open_loop_spaces_its_requests_as_asked(stack, body, arrivals, least_spread, most_spread):
-    from datetime import datetime
-
-    from tests.stack import wait_for
-
     def predict_times(since: float) -> list[float]:
         # By time, not by position: the app writes its lines out each second, so the
         # previous test's last requests can still be written after this one starts.

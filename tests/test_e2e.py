@@ -241,12 +241,6 @@ def test_predictions_over_max_in_flight_get_503_from_nginx_at_once_while_health_
         stack.stop()
 
 
-def slot_socket(stack: RunningStack, worker: int) -> str:
-    """The path of the socket of its own that ``worker`` serves (from its log line)."""
-    line = next(line for line in stack.app_log() if f"Worker {worker} serves slot" in line)
-    return json.loads(line)["message"].rsplit(" at ", 1)[1]
-
-
 def refuses_connections(path: str) -> bool:
     """True when nothing listens at the unix socket ``path`` any more."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
@@ -267,7 +261,8 @@ def test_a_prediction_refused_for_capacity_says_so_after_a_dead_workers_socket_r
         assert stack.wait_for_log("serves slot", count=2), "both workers must serve their sockets"
         os.kill(master, signal.SIGSTOP)
         dead = min(worker_pids(master))
-        dead_socket = slot_socket(stack, dead)
+        dead_socket = stack.served_socket(dead)
+        assert dead_socket, f"worker {dead} serves no socket"
         os.kill(dead, signal.SIGKILL)
         # Not just until the process is a zombie: its other threads, and so its sockets,
         # outlive that by the tens of ms the kernel takes to unmap the model's memory; a

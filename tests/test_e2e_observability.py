@@ -63,10 +63,7 @@ def test_counters_add_up_across_workers_dead_and_alive(stack):
     # its share of the predictions nginx lets in at once, and the 20 below could exceed it.
     assert wait_for(lambda: len(worker_pids(master) - old) == 2)
     new = worker_pids(master) - old
-    # Each new worker's own line (not a count of all of them: the stack is ready with one
-    # worker serving, and the other old one may have been killed before it served).
-    assert wait_for(lambda: all(any(f"Worker {pid} serves slot" in line for line in stack.app_log()) for pid in new),
-                    timeout=60)
+    assert wait_for(lambda: all(stack.served_socket(pid) for pid in new), timeout=60)
     with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
         assert set(pool.map(good, range(30, 60))) == {200}
 
