@@ -22,6 +22,9 @@ from api.model import Signature, TensorInfo
 # numpy's one call.
 PYTHON_PICK_VALUES = 4096
 
+# A one-column output is a binary classifier's probability of class 1: class 1 from here up.
+BINARY_THRESHOLD = 0.5
+
 
 def monitoring_kind(output: TensorInfo, setting: str) -> str:
     """'classifier', 'regressor' or 'off' for this output, given PREDICTION_MONITORING."""
@@ -67,8 +70,7 @@ class PredictionMonitor:
                 return
             counts = collections.Counter(picked).items()
         else:
-            # One column is a binary classifier's probability of class 1.
-            predicted = (rows[:, 0] >= 0.5).astype(int) if rows.shape[1] == 1 else rows.argmax(axis=1)
+            predicted = (rows[:, 0] >= BINARY_THRESHOLD).astype(int) if rows.shape[1] == 1 else rows.argmax(axis=1)
             counts = ((label, int(count)) for label, count in enumerate(np.bincount(predicted)) if count)
         for label, count in counts:
             self._class_counter(label).inc(count)
@@ -81,5 +83,5 @@ def _pick(row: list[float]) -> int:
     """The class one row of outputs predicts, as numpy's argmax would (the first of equal
     largest values); one column is a binary classifier's probability of class 1."""
     if len(row) == 1:
-        return int(row[0] >= 0.5)
+        return int(row[0] >= BINARY_THRESHOLD)
     return row.index(max(row))
