@@ -184,12 +184,20 @@ def describe_event(event: dict) -> str:
     return f"{line}: {event['ResourceStatusReason']}" if event.get("ResourceStatusReason") else line
 
 
+def check_not_busy(existing: dict, stack_name: str, run_again: str, unless: str | None = None) -> None:
+    """Raise :class:`FleetError` while an operation other than ``unless`` runs on the stack,
+    naming the make target (``run_again``) to run once it settles."""
+    status = existing["StackStatus"]
+    if status.endswith("_IN_PROGRESS") and status != unless:
+        raise FleetError(f"stack {stack_name} is busy ({status}): wait for it to settle (`make status`), "
+                         f"then run `{run_again}` again")
+
+
 def _check_updatable(existing: dict | None, stack_name: str, region: str) -> None:
     if existing is None:
         return
+    check_not_busy(existing, stack_name, "make stack")
     status = existing["StackStatus"]
-    if status.endswith("_IN_PROGRESS"):
-        raise FleetError(f"stack {stack_name} is busy ({status}): wait for it to settle, then run `make stack` again")
     if status in DEAD:
         raise FleetError(
             f"stack {stack_name} is {status} and can only be deleted: "

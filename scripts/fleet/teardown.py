@@ -6,7 +6,7 @@ from fleet.clients import Clients
 from fleet.errors import FleetError
 from fleet.progress import Progress
 from fleet.resources import describe_stack
-from fleet.stack import ended_badly, events_so_far, watch
+from fleet.stack import check_not_busy, ended_badly, events_so_far, watch
 
 
 def teardown(clients: Clients, stack_name: str, confirm: str | None, progress: Progress) -> int:
@@ -27,9 +27,8 @@ def teardown(clients: Clients, stack_name: str, confirm: str | None, progress: P
             f"this deletes stack {stack_name} in {clients.region}: its instances, load balancer and alarms; "
             f"to go ahead, name it: `make teardown CONFIRM={stack_name}`"
         )
+    check_not_busy(existing, stack_name, f"make teardown CONFIRM={stack_name}", unless="DELETE_IN_PROGRESS")
     status = existing["StackStatus"]
-    if status.endswith("_IN_PROGRESS") and status != "DELETE_IN_PROGRESS":
-        raise FleetError(f"stack {stack_name} is busy ({status}): wait for it to settle (`make status`), then run again")
     stack_id = existing["StackId"]
     seen = events_so_far(cfn, stack_id)
     if status != "DELETE_IN_PROGRESS":  # else a deletion already runs: watch it
