@@ -42,6 +42,8 @@ setup(
             # runs as moto_server for the image's Packer build.
             "moto[server,cloudformation,ec2,autoscaling,elbv2,iam]>=5.0",
             "openapi-spec-validator>=0.7",
+            # scripts/bench_ab.py pins each system's threads to its core.
+            "psutil>=5.9",
             "pytest>=8.0",
             "pyyaml>=6.0",
             "requests>=2.31",

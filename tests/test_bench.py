@@ -232,3 +232,62 @@ def test_a_system_that_fails_to_start_leaves_nothing_running(body, tmp_path):
     with socket.socket() as probe:  # nginx let go of the port: it was stopped, not left behind
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
+
+
+# --- scripts/bench_ab.py: two systems side by side, a core each ------------------------------
+
+
+def test_a_system_is_an_app_with_settings_of_its_own():
+    import bench_ab
+
+    assert bench_ab.parse_system("fleet LOG_LEVEL=warning GUNICORN_THREADS=4") == (
+        "api.wsgi:app", {"LOG_LEVEL": "warning", "GUNICORN_THREADS": "4"})
+    assert bench_ab.parse_system("bench_apps:floor()") == ("bench_apps:floor()", {})
+    with pytest.raises(ValueError, match="'verbose' is not NAME=VALUE"):
+        bench_ab.parse_system("fleet verbose")
+
+
+def test_pin_moves_every_thread_of_a_process_and_its_children():
+    import os
+    import subprocess
+    import sys
+
+    import bench_ab
+    import psutil
+
+    # A parent with a thread, and a child with a thread of its own.
+    code = ("import threading, subprocess, sys, time; threading.Thread(target=time.sleep, args=(30,)).start(); "
+            "subprocess.Popen([sys.executable, '-c', 'import threading, time; "
+            "threading.Thread(target=time.sleep, args=(30,)).start(); time.sleep(30)']); time.sleep(30)")
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        family = psutil.Process(parent.pid)
+        assert wait_for(lambda: len(family.threads()) == 2 and family.children()
+                        and len(family.children()[0].threads()) == 2)
+        cpu = max(os.sched_getaffinity(0))
+        bench_ab.pin([parent], cpu)
+        threads = [thread.id for member in (family, *family.children()) for thread in member.threads()]
+        assert len(threads) == 4
+        assert all(os.sched_getaffinity(thread) == {cpu} for thread in threads)
+    finally:
+        for member in psutil.Process(parent.pid).children(recursive=True):
+            member.kill()
+        parent.kill()
+        parent.wait()
+
+
+def test_side_by_side_measures_both_systems_each_round_on_swapped_cores(capsys):
+    import os
+
+    import bench_ab
+
+    assert bench_ab.main(["bench_apps:floor()", "fleet LOG_LEVEL=warning", "--rounds", "2",
+                          "--seconds", "1", "--warmup", "1", "--port", "18380"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rounds = [line for line in lines if line.startswith("round ")]
+    first, second = sorted(os.sched_getaffinity(0))[:2]
+    assert [line.split("(")[1].split(")")[0] for line in rounds] == [f"A on cpu {first}", f"A on cpu {second}"]
+    for line in rounds:
+        a, b = (float(part.split()[1]) for part in line.split(": ", 1)[1].split(", ")[:2])
+        assert a > 0 and b > 0
+    assert lines[-1].startswith("B/A: ") and "geometric mean of 2 rounds" in lines[-1]
