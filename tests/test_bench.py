@@ -8,13 +8,18 @@ mean what its README says.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from datetime import datetime
 
 import numpy as np
+import psutil
 import pytest
 
 import bench
+import bench_ab
 from tests.stack import DIGITS, RunningStack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -238,8 +243,6 @@ def test_a_system_that_fails_to_start_leaves_nothing_running(body, tmp_path):
 
 
 def test_a_system_is_an_app_with_settings_of_its_own():
-    import bench_ab
-
     assert bench_ab.parse_system("fleet LOG_LEVEL=warning GUNICORN_THREADS=4") == (
         "api.wsgi:app", {"LOG_LEVEL": "warning", "GUNICORN_THREADS": "4"})
     assert bench_ab.parse_system("bench_apps:floor()") == ("bench_apps:floor()", {})
@@ -248,13 +251,6 @@ def test_a_system_is_an_app_with_settings_of_its_own():
 
 
 def test_pin_moves_every_thread_of_a_process_and_its_children():
-    import os
-    import subprocess
-    import sys
-
-    import bench_ab
-    import psutil
-
     # A parent with a thread, and a child with a thread of its own.
     code = ("import threading, subprocess, sys, time; threading.Thread(target=time.sleep, args=(30,)).start(); "
             "subprocess.Popen([sys.executable, '-c', 'import threading, time; "
@@ -277,10 +273,6 @@ def test_pin_moves_every_thread_of_a_process_and_its_children():
 
 
 def test_side_by_side_measures_both_systems_each_round_on_swapped_cores(capsys):
-    import os
-
-    import bench_ab
-
     assert bench_ab.main(["bench_apps:floor()", "fleet LOG_LEVEL=warning", "--rounds", "2",
                           "--seconds", "1", "--warmup", "1", "--port", "18380"]) == 0
     lines = capsys.readouterr().out.splitlines()
