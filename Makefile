@@ -57,7 +57,7 @@ down: ## Stop the background stack gracefully
 local-status: ## Show whether the background stack is up and ready
 	@$(STACK) status
 
-logs: ## Follow the background stack's logs: app and gunicorn (JSON) and nginx's access log
+logs: ## Follow the background stack's logs: app and gunicorn (JSON) and nginx's access log (a line per request)
 	@tail -n 20 -F $(RUN_DIR)/logs/app.log $(RUN_DIR)/logs/access.log
 
 test: setup bench-packages ## Run the whole test suite (what CI runs)

@@ -75,7 +75,7 @@ def create_app(config: Config | Mapping[str, Any] | None = None, model: ServedMo
     app.url_map.converters["model_name"] = ModelNameConverter
     model = model or load_model(settings)
     services = build_services(model, settings)
-    install_telemetry(app, services.metrics, model.name, model.version)
+    install_telemetry(app, services.metrics, model.name, model.version, settings.request_log)
     if settings.api_keys_file:
         install_authentication(app, ApiKeys(settings.api_keys_file))
     register_resources(app, services)

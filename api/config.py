@@ -19,6 +19,8 @@ PREDICTION_MONITORING_CHOICES = ("auto", "classifier", "regressor", "off")
 AUTO_BATCH_LIMIT = 64
 # What runs the traced graph: LiteRT when it can (api/litert.py), else TensorFlow.
 INFERENCE_ENGINES = ("auto", "litert", "tensorflow")
+# Who writes the line of each request: nginx's access log (api/telemetry.py), or the app as well.
+REQUEST_LOG_CHOICES = ("nginx", "app")
 
 
 def available_cores() -> int:
@@ -111,6 +113,10 @@ class Config:
     )
     # Observability.
     log_level: str = setting("LOG_LEVEL", "info", "Log level of the app and gunicorn (JSON lines on stdout).")
+    request_log: str = setting(
+        "REQUEST_LOG", "nginx", "Who writes each request's JSON line: `nginx` (its access line, with the app's "
+        "fields; the app adds its own for 5xx only) or `app` (the app too, for gunicorn without this nginx)."
+    )
     metrics_port: int = setting("METRICS_PORT", 9101, "nginx's monitoring listener for `GET /metrics`; never public.")
     prometheus_multiproc_dir: str = setting(
         "PROMETHEUS_MULTIPROC_DIR", "", "Where workers write metrics so `/metrics` adds them up; set by the stack."
@@ -127,6 +133,8 @@ class Config:
             raise ValueError(f"PREDICTION_MONITORING must be one of {', '.join(PREDICTION_MONITORING_CHOICES)}")
         if self.inference_engine not in INFERENCE_ENGINES:
             raise ValueError(f"INFERENCE_ENGINE must be one of {', '.join(INFERENCE_ENGINES)}")
+        if self.request_log not in REQUEST_LOG_CHOICES:
+            raise ValueError(f"REQUEST_LOG must be one of {', '.join(REQUEST_LOG_CHOICES)}")
         self.prediction_bucket_values  # noqa: B018 (parse now, so a typo fails at start)
 
     @classmethod

@@ -67,8 +67,8 @@ max_requests_jitter = _config.max_requests_jitter or _config.max_requests // 10
 keepalive = 75
 
 # Logs go to stdout/stderr as JSON lines (the app's formatter): systemd's journal or
-# the terminal collects them. nginx writes the access log and the app one line per
-# request, both with the request id; gunicorn's own access log would be a third copy.
+# the terminal collects them. nginx writes each request's line, with the app's fields
+# (REQUEST_LOG, api/telemetry.py); gunicorn's own access log would be a second copy.
 accesslog = None
 errorlog = "-"
 

@@ -51,9 +51,16 @@ def test_keys_are_stored_hashed_never_in_clear(keys_file, key):
     assert key.split("_")[1] in text
 
 
-def test_valid_key_is_served_and_its_id_logged(secured, key, capsys):
-    capsys.readouterr()
+def test_valid_key_is_served_and_its_id_handed_to_nginx_for_the_log(secured, key, capsys):
     response = secured.post("/predict", json={"instances": [IMAGE]}, headers=bearer(key))
+    assert response.status_code == 200
+    assert response.headers["X-Fleet-Key-Id"] == key.split("_")[1]
+
+
+def test_valid_key_is_served_and_its_id_logged_when_the_app_logs_requests(model, keys_file, key, capsys):
+    client = create_app({**TEST_CONFIG, "API_KEYS_FILE": str(keys_file), "REQUEST_LOG": "app"}, model=model)
+    capsys.readouterr()
+    response = client.test_client().post("/predict", json={"instances": [IMAGE]}, headers=bearer(key))
     assert response.status_code == 200
     flush_logs()
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]

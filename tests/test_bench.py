@@ -77,11 +77,9 @@ def test_open_loop_sends_the_rate_asked_and_times_each_answer(stack, body):
 @pytest.mark.parametrize("arrivals, least_spread, most_spread", [("even", 0.0, 0.5), ("poisson", 0.6, 1.6)])
 def test_open_loop_spaces_its_requests_as_asked(stack, body, arrivals, least_spread, most_spread):
     def predict_times(since: float) -> list[float]:
-        # By time, not by position: the app writes its lines out each second, so the
-        # previous test's last requests can still be written after this one starts.
-        lines = [json.loads(line) for line in stack.app_log()]
-        times = [datetime.fromisoformat(line["time"]).timestamp() for line in lines
-                 if line.get("message") == "request" and line.get("path") == "/predict"]
+        # By time, not by position: earlier tests' requests are in the same log.
+        lines = [json.loads(line) for line in stack.access_log()]
+        times = [datetime.fromisoformat(line["time"]).timestamp() for line in lines if line.get("uri") == "/predict"]
         return sorted(t for t in times if t >= since)
 
     time.sleep(1.5)  # the previous test's requests end (and are logged) before this one's start
@@ -90,7 +88,7 @@ def test_open_loop_spaces_its_requests_as_asked(stack, body, arrivals, least_spr
     assert wait_for(lambda: len(predict_times(started)) >= sent - 1)
     gaps = np.diff(predict_times(started))
     # The gaps' spread (standard deviation / mean): 0 for a metronome, 1 for a Poisson
-    # process; the app logs each request as it ends, so an even schedule keeps a few
+    # process; nginx logs each request as it ends, so an even schedule keeps a few
     # ms of jitter from the machine. 120 gaps bound a Poisson process's spread to about
     # 1 +- 0.2.
     spread = gaps.std() / gaps.mean()

@@ -6,10 +6,13 @@ import concurrent.futures
 import json
 import os
 import signal
+import time
+from datetime import datetime
 
 import numpy as np
 import pytest
 
+from api.logs import FLUSH_SECONDS as LOG_FLUSH_SECONDS
 from api.metric_buffer import FLUSH_SECONDS
 from tests.stack import DIGITS, start_digits_stack, wait_for
 from tests.test_e2e import digits_images, worker_pids
@@ -98,22 +101,27 @@ def test_monitoring_port_serves_only_metrics(stack):
     assert requests.post(stack.metrics_url, timeout=5).status_code == 403
 
 
-def test_app_and_nginx_log_lines_are_json_and_share_request_ids(stack):
+def test_each_request_has_one_json_line_from_nginx_with_the_apps_fields(stack):
     ids = [f"trace-{n}" for n in range(5)]
     for request_id in ids:
-        stack.post("/predict", json={"instances": [[[0] * 8] * 8]}, headers={"X-Request-ID": request_id})
+        response = stack.post("/predict", json={"instances": [[[0] * 8] * 8]}, headers={"X-Request-ID": request_id})
+        assert not [name for name in response.headers if name.lower().startswith("x-fleet-")], response.headers
     stack.post("/predict", data=b"{", headers={"Content-Type": "application/json", "X-Request-ID": "trace-bad"})
+    stack.get("/healthz/ready", headers={"X-Request-ID": "trace-ready"})
 
     def logged(lines):
-        return {entry.get("request_id"): entry for entry in map(json.loads, lines)}
+        return {entry.get("request_id"): entry for entry in map(json.loads, lines)}  # each line is JSON
 
-    assert wait_for(lambda: set(ids + ["trace-bad"]) <= set(logged(stack.access_log())))
-    assert wait_for(lambda: set(ids + ["trace-bad"]) <= set(logged(stack.app_log())))
-    app, nginx = logged(stack.app_log()), logged(stack.access_log())  # every line parsed as JSON
+    assert wait_for(lambda: set(ids + ["trace-bad", "trace-ready"]) <= set(logged(stack.access_log())))
+    nginx = logged(stack.access_log())
     for request_id in ids:
-        assert app[request_id]["status"] == nginx[request_id]["status"] == 200
-        assert app[request_id]["batch_size"] == 1 and app[request_id]["model"] == "digits"
-    assert app["trace-bad"]["status"] == nginx["trace-bad"]["status"] == 400
+        line = nginx[request_id]
+        assert (line["status"], line["endpoint"], line["model"], line["batch_size"]) == (200, "predict", "digits", 1)
+        assert datetime.fromisoformat(line["time"]).microsecond % 1000 == 0  # milliseconds, like the app's lines
+    assert (nginx["trace-bad"]["status"], nginx["trace-bad"]["batch_size"]) == (400, None)
+    assert (nginx["trace-ready"]["endpoint"], nginx["trace-ready"]["key_id"]) == ("ready", "")
+    time.sleep(LOG_FLUSH_SECONDS + 0.5)  # anything the app would write has been written
+    assert not set(ids + ["trace-bad", "trace-ready"]) & set(logged(stack.app_log())), "a second line per request"
     def model_loaded():
         return [entry for entry in map(json.loads, stack.app_log()) if entry.get("message") == "model loaded"]
 

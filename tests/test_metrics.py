@@ -15,8 +15,9 @@ from api.logs import FLUSH_SECONDS, configure_logging, iso_time, log_fields, nat
 from api.metrics import Metrics
 from api.model import Signature, TensorInfo
 from api.monitoring import PredictionMonitor, monitoring_kind
+from api.telemetry import LOG_HEADERS
 from tests.conftest import TEST_CONFIG, flush_logs
-from tests.fakes import FakeModel
+from tests.fakes import BrokenModel, FakeModel
 
 ONES = [[1.0] * 8 for _ in range(8)]
 
@@ -215,8 +216,8 @@ def test_native_lines_keep_their_level_and_message(line, level, message):
     assert native_line(line) == (level, message)
 
 
-def test_one_json_log_line_per_request_with_its_id(capsys, model):
-    client = create_app(TEST_CONFIG, model=model).test_client()  # logs to the captured stdout
+def test_app_writes_one_json_line_per_request_when_it_logs_requests(capsys, model):
+    client = create_app({**TEST_CONFIG, "REQUEST_LOG": "app"}, model=model).test_client()  # logs to stdout
     capsys.readouterr()
     client.post("/predict", json={"instances": [ONES, ONES]}, headers={"X-Request-ID": "log-me"})
     flush_logs()
@@ -225,3 +226,30 @@ def test_one_json_log_line_per_request_with_its_id(capsys, model):
     assert line["level"] == "INFO" and line["status"] == 200 and line["model"] == "digits"
     assert line["batch_size"] == 2 and line["endpoint"] == "predict"
     assert isinstance(line["latency_ms"], float) and line["time"]
+
+
+def test_by_default_the_app_hands_nginx_its_fields_and_writes_no_request_line(capsys, model):
+    client = create_app(TEST_CONFIG, model=model).test_client()
+    capsys.readouterr()
+    response = client.post("/predict", json={"instances": [ONES, ONES]}, headers={"X-Request-ID": "not-logged"})
+    missing = client.get("/v1/models/nope")
+    scrape = client.get("/metrics")
+    flush_logs()
+    assert response.status_code == 200 and missing.status_code == 404
+    assert {name: response.headers.get(name) for name in LOG_HEADERS} == {
+        "X-Fleet-Endpoint": "predict", "X-Fleet-Model": "digits", "X-Fleet-Batch-Size": "2", "X-Fleet-Key-Id": None}
+    assert missing.headers["X-Fleet-Endpoint"] == "model_status" and "X-Fleet-Batch-Size" not in missing.headers
+    assert not any(name in scrape.headers for name in LOG_HEADERS)  # nginx's monitoring listener logs nothing
+    assert "not-logged" not in capsys.readouterr().out
+    assert 'endpoint="predict"' in scrape.get_data(as_text=True)  # counted all the same
+
+
+def test_the_app_writes_the_line_of_a_server_error_whoever_logs_the_rest(capsys):
+    client = create_app(TEST_CONFIG, model=BrokenModel()).test_client()
+    capsys.readouterr()
+    response = client.post("/predict", json={"instances": [ONES]}, headers={"X-Request-ID": "broken-1"})
+    flush_logs()
+    assert response.status_code == 500
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (line,) = [entry for entry in lines if entry.get("request_id") == "broken-1" and entry["message"] == "request"]
+    assert line["level"] == "WARNING" and line["status"] == 500 and line["endpoint"] == "predict"
