@@ -1,7 +1,7 @@
 """Two systems measured at the same time, each on a core of its own: a ratio that drift cannot move.
 
     .venv/bin/python scripts/bench_ab.py floor fleet
-    .venv/bin/python scripts/bench_ab.py fleet "fleet LOG_LEVEL=warning" --rounds 8
+    .venv/bin/python scripts/bench_ab.py fleet "fleet REQUEST_LOG=app" --rounds 8
     .venv/bin/python scripts/bench_ab.py fleet "bench_apps:fleet_without('telemetry')"
 
 `make bench` runs its systems one after the other, and this shared machine's speed
