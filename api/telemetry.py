@@ -40,9 +40,7 @@ QUIET_ENDPOINTS = frozenset({"metrics"})
 LOG_HEADERS = ("X-Fleet-Endpoint", "X-Fleet-Model", "X-Fleet-Batch-Size", "X-Fleet-Key-Id")
 
 
-def install_telemetry(
-    app: Flask, metrics: Metrics, model_name: str, model_version: str, request_log: str = "nginx"
-) -> None:
+def install_telemetry(app: Flask, metrics: Metrics, model_name: str, model_version: str, request_log: str) -> None:
     """Wrap the app in :class:`RequestTelemetry` and have it note each request's endpoint."""
 
     @app.before_request
@@ -56,8 +54,7 @@ class RequestTelemetry:
     """WSGI middleware: gives each request an id, tags its response, counts and times it, and
     logs it or hands nginx what to log (``request_log``: "nginx" or "app")."""
 
-    def __init__(self, app: Callable, metrics: Metrics, model_name: str, model_version: str,
-                 request_log: str = "nginx"):
+    def __init__(self, app: Callable, metrics: Metrics, model_name: str, model_version: str, request_log: str):
         self.app = app
         self.metrics = metrics
         self.model_name = model_name
@@ -87,7 +84,7 @@ class RequestTelemetry:
 
     def _add_log_headers(self, environ: dict, headers: list) -> None:
         """The app's fields of the request's line, for nginx to log (LOG_HEADERS)."""
-        endpoint = environ.get(ENDPOINT) or "unmatched"
+        endpoint = _endpoint(environ)
         if endpoint in QUIET_ENDPOINTS:
             return
         headers.append(("X-Fleet-Endpoint", endpoint))
@@ -100,7 +97,7 @@ class RequestTelemetry:
             headers.append(("X-Fleet-Key-Id", key_id))
 
     def _record(self, environ: dict, status: int, elapsed: float) -> None:
-        endpoint = environ.get(ENDPOINT) or "unmatched"
+        endpoint = _endpoint(environ)
         self.metrics.series(self.metrics.requests, endpoint, self.model_name, str(status)).inc()
         self.metrics.series(self.metrics.latency, endpoint, self.model_name).observe(elapsed)
         if status >= 500:
@@ -124,3 +121,8 @@ class RequestTelemetry:
             "client": environ.get("HTTP_X_REAL_IP") or environ.get("REMOTE_ADDR"),
             "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
         })
+
+
+def _endpoint(environ: dict) -> str:
+    """The endpoint the request matched, as the note_endpoint hook left it ("unmatched" if none)."""
+    return environ.get(ENDPOINT) or "unmatched"
