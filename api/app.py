@@ -20,8 +20,9 @@ from api.model import ServedModel, configure_tensorflow_threads
 from api.monitoring import PredictionMonitor
 from api.openapi import build_document
 from api.resources import (
-    Live, MetricsText, ModelMetadata, ModelStatus, OpenApiDocument, Predict, Ready, Services, json_response,
+    Live, MetricsText, ModelMetadata, ModelStatus, OpenApiDocument, Predict, Ready, Services,
 )
+from api.responses import json_response
 from api.telemetry import install_telemetry
 
 log = logging.getLogger(__name__)

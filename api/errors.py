@@ -10,6 +10,8 @@ from __future__ import annotations
 import orjson
 from werkzeug.exceptions import HTTPException
 
+from api.responses import JSON_TYPE, EncodedJSON
+
 
 class ApiError(HTTPException):
     """Base class: an error whose JSON body tells the client what to fix."""
@@ -25,10 +27,16 @@ class ApiError(HTTPException):
         return error_body(self.description)
 
     def get_headers(self, environ=None, scope=None) -> list[tuple[str, str]]:  # noqa: D102
-        headers = [("Content-Type", "application/json")]
-        if self.retry_after is not None:
-            headers.append(("Retry-After", str(self.retry_after)))
-        return headers
+        return [("Content-Type", JSON_TYPE), *self.extra_headers()]
+
+    def extra_headers(self) -> list[tuple[str, str]]:
+        """The headers this error sends besides its Content-Type."""
+        return [] if self.retry_after is None else [("Retry-After", str(self.retry_after))]
+
+    def get_response(self, environ=None, scope=None) -> EncodedJSON:  # noqa: D102 (werkzeug API)
+        # werkzeug's would build its Response at its full cost (see api/responses.py),
+        # for each request shed under overload too.
+        return EncodedJSON(self.get_body(), status=self.code, headers=self.extra_headers())
 
 
 class InvalidInput(ApiError):
@@ -44,8 +52,8 @@ class Unauthorized(ApiError):
     code = 401
     description = "an API key is needed"
 
-    def get_headers(self, environ=None, scope=None) -> list[tuple[str, str]]:  # noqa: D102
-        return super().get_headers(environ, scope) + [("WWW-Authenticate", 'Bearer realm="keras-fleet"')]
+    def extra_headers(self) -> list[tuple[str, str]]:  # noqa: D102
+        return [*super().extra_headers(), ("WWW-Authenticate", 'Bearer realm="keras-fleet"')]
 
 
 class Forbidden(ApiError):
@@ -73,8 +81,8 @@ class MethodNotAllowed(ApiError):
         message = f"method not allowed here; use {', '.join(self.allowed)}" if self.allowed else None
         super().__init__(message)
 
-    def get_headers(self, environ=None, scope=None) -> list[tuple[str, str]]:  # noqa: D102
-        headers = super().get_headers(environ, scope)
+    def extra_headers(self) -> list[tuple[str, str]]:  # noqa: D102
+        headers = super().extra_headers()
         if self.allowed:
             headers.append(("Allow", ", ".join(self.allowed)))
         return headers

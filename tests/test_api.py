@@ -252,6 +252,20 @@ def test_a_body_shorter_than_its_content_length_gets_400(client, model):
     assert model.calls == []
 
 
+@pytest.mark.parametrize("length", [None, "", "ten", "-5"])
+def test_a_body_without_a_usable_content_length_is_read_to_its_end(client, model, length):
+    # Chunked (no Content-Length; gunicorn marks the stream as ending), or a length
+    # that is not a number: read as werkzeug reads it, to the end of the stream.
+    body = orjson.dumps({"instances": [IMAGE]})
+    overrides = {"wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"}
+    if length is not None:
+        overrides["CONTENT_LENGTH"] = length
+    response = client.post("/predict", input_stream=io.BytesIO(body), content_type="application/json",
+                           environ_overrides=overrides)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert np.allclose(response.get_json()["predictions"], [[31.5] * 10])
+
+
 def test_not_ready_gets_503_with_retry_after():
     client = create_app(TEST_CONFIG, model=FakeModel(ready=False)).test_client()
     for response in (client.get("/healthz/ready"), post(client, "/predict", {"instances": [IMAGE]})):
