@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import re
 import threading
 import time
 from typing import Callable
@@ -34,6 +35,10 @@ from api.model import ModelInputError, Signature, zeros_feed
 log = logging.getLogger(__name__)
 
 Arrays = dict[str, np.ndarray]
+
+# The fields of nginx's X-Request-Start header (see request_deadline).
+START_SENT = re.compile(r"(?:^|\s)t=(\S*)")
+START_UPLOAD = re.compile(r"(?:^|\s)d=(\S*)")
 
 
 def request_deadline(
@@ -49,11 +54,14 @@ def request_deadline(
     """
     now_wall = time.time() if now_wall is None else now_wall
     now = time.monotonic() if now is None else now
-    fields = dict(part.split("=", 1) for part in (start_header or "").split() if "=" in part)
-    try:
-        waited = now_wall - float(fields["t"]) + float(fields.get("d", 0))
-    except (KeyError, ValueError):
-        waited = 0.0
+    waited = 0.0
+    sent = START_SENT.search(start_header) if start_header else None
+    if sent:
+        upload = START_UPLOAD.search(start_header)
+        try:
+            waited = now_wall - float(sent[1]) + (float(upload[1]) if upload else 0.0)
+        except ValueError:
+            waited = 0.0
     return now + budget_seconds - min(max(0.0, waited), budget_seconds)
 
 

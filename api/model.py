@@ -9,6 +9,7 @@ below, which the resources translate into HTTP statuses.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import time
 from pathlib import Path
@@ -58,9 +59,9 @@ class Signature:
     inputs: tuple[TensorInfo, ...]
     outputs: tuple[TensorInfo, ...]
 
-    @property
+    @functools.cached_property
     def input_names(self) -> list[str]:
-        """Input names in the model's order."""
+        """Input names in the model's order (worked out once: every request reads them)."""
         return [tensor.name for tensor in self.inputs]
 
     @property
