@@ -48,7 +48,6 @@ class PredictionMonitor:
         self.kind = monitoring_kind(self.output, setting)
         self._model_name = model_name
         self._metrics = metrics
-        self._class_counters: dict[int, object] = {}  # predicted class -> its series
         # Only the series of the chosen kind exists, so dashboards see no empty one.
         if self.kind == "regressor":
             self._values = metrics.series(metrics.predicted_value, model_name, self.output.name)
@@ -77,12 +76,7 @@ class PredictionMonitor:
             self._class_counter(label).inc(count)
 
     def _class_counter(self, label: int):
-        counter = self._class_counters.get(label)
-        if counter is None:
-            metrics = self._metrics
-            counter = self._class_counters[label] = metrics.series(
-                metrics.predicted_class, self._model_name, self.output.name, str(label))
-        return counter
+        return self._metrics.series(self._metrics.predicted_class, self._model_name, self.output.name, str(label))
 
 
 def _pick(row: list[float]) -> int:

@@ -61,7 +61,6 @@ class RequestTelemetry:
         self.model_version = model_version
         self.nginx_logs = request_log == "nginx"
         self._in_flight = metrics.series(metrics.in_flight)
-        self._series: dict[tuple[str, int], tuple] = {}  # (endpoint, status) -> (count, latency)
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -99,9 +98,8 @@ class RequestTelemetry:
 
     def _record(self, environ: dict, status: int, elapsed: float) -> None:
         endpoint = _endpoint(environ)
-        count, latency = self._series.get((endpoint, status)) or self._request_series(endpoint, status)
-        count.inc()
-        latency.observe(elapsed)
+        self.metrics.series(self.metrics.requests, endpoint, self.model_name, str(status)).inc()
+        self.metrics.series(self.metrics.latency, endpoint, self.model_name).observe(elapsed)
         if status >= 500:
             level = logging.WARNING  # written by the app whoever logs the rest: its 5xx need its side
         elif self.nginx_logs:
@@ -123,15 +121,6 @@ class RequestTelemetry:
             "client": environ.get("HTTP_X_REAL_IP") or environ.get("REMOTE_ADDR"),
             "forwarded_for": environ.get("HTTP_X_FORWARDED_FOR"),
         })
-
-
-    def _request_series(self, endpoint: str, status: int) -> tuple:
-        """The request count and latency series of (endpoint, status), looked up once."""
-        metrics = self.metrics
-        pair = (metrics.series(metrics.requests, endpoint, self.model_name, str(status)),
-                metrics.series(metrics.latency, endpoint, self.model_name))
-        self._series[(endpoint, status)] = pair
-        return pair
 
 
 def _endpoint(environ: dict) -> str:
