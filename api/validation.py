@@ -199,11 +199,11 @@ def _packed(value: list, info: TensorInfo) -> np.ndarray | None:
                 return None
         numbers = list(itertools.chain.from_iterable(numbers))
     try:
-        if max(map(abs, numbers)) >= PACKED_LIMIT:  # strings, nulls, lists raise TypeError
+        if not -PACKED_LIMIT < min(numbers) <= max(numbers) < PACKED_LIMIT:  # strings, nulls, lists: TypeError
             return None
     except (TypeError, ValueError):  # ValueError: a dimension of size 0
         return None
-    return np.frombuffer(packed_array(typecode, numbers), dtype=info.dtype).reshape(len(value), *info.instance_shape)
+    return np.ndarray((len(value), *info.instance_shape), info.dtype, packed_array(typecode, numbers))
 
 
 def _holds_boolean(value: Any) -> bool:

@@ -49,6 +49,8 @@ def test_a_scalar_input_packs_too():
     ([[[[0.0], 1.0, 2.0], [3.0, 4.0, 5.0]]], "too deep"),
     ([[[0.0, "1", 2.0], [3.0, 4.0, 5.0]]], "a string"),
     ([[[0.0, None, 2.0], [3.0, 4.0, 5.0]]], "a null"),
+    ([[["a", "b", "c"], ["d", "e", "f"]]], "strings only"),
+    ([[[[0.0], [1.0], [2.0]], [[3.0], [4.0], [5.0]]]], "lists only, one level too deep"),
     ([[[0.0, {"a": 1}, 2.0], [3.0, 4.0, 5.0]]], "an object"),
     ([[[0.0, float(PACKED_LIMIT), 2.0], [3.0, 4.0, 5.0]]], "a float at the limit"),
     ([[[0.0, 1e30, 2.0], [3.0, 4.0, 5.0]]], "a float past the limit, though within float32"),
