@@ -11,10 +11,14 @@ minimal: the least a model server can do on this stack: JSON instances to an arr
        counted or logged (scripts/bench_parts.py); never served.
 fleet_without('model,batcher,telemetry'): Keras Fleet with parts of its work taken
        out, to measure what each costs (scripts/bench_parts.py); never served.
+floor_plus('parse'): the floor doing one part of the fleet's work besides (FLOOR_PARTS),
+       to price that part over the whole stack, side by side with the floor:
+       scripts/bench_ab.py floor "bench_apps:floor_plus('parse')"
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from typing import Callable
@@ -59,11 +63,7 @@ def minimal() -> Flask:
     import orjson
     from flask import Response
 
-    from api.model import ServedModel, configure_tensorflow_threads
-
-    configure_tensorflow_threads(1, 1)
-    model = ServedModel(os.environ["MODEL_PATH"], "minimal", threads=1)
-    model.load()
+    model = _served_model("minimal")
     (name,), output = [info.name for info in model.signature.inputs], model.signature.outputs[0].name
 
     class Predict(Resource):
@@ -114,6 +114,65 @@ def fleet_without(parts: str, patch: Callable = setattr) -> Flask:
     if "telemetry" in skipped:
         patch(telemetry.RequestTelemetry, "_record", lambda self, environ, status, elapsed: None)
     return fleet_app.create_app()
+
+
+def _floor_parts() -> dict[str, Callable[[], Callable[[bytes], object]]]:
+    """FLOOR_PARTS: each part's name -> a builder of its work on a request body."""
+
+    def parse():
+        from api.validation import parse_predict_request
+
+        model = _served_model()
+        return lambda body: parse_predict_request(body, "application/json", model.signature, 1024)
+
+    def model():
+        from api.model import zeros_feed
+
+        served = _served_model()
+        feed = zeros_feed(served.signature.inputs, rows=1)
+        return lambda body: served.predict(feed)
+
+    def hashed(size: int):
+        data = b"x" * size  # hashlib lets go of the GIL from 2048 bytes on, keeps it below
+        return lambda: lambda body: hashlib.sha256(data).digest()
+
+    numbers = range(1700)  # about 10 us of the interpreter's tightest loop here
+    return {
+        "parse": parse,  # the fleet's JSON parsing and input checks of the body
+        "model": model,  # a one-row model call, as the fleet makes it
+        "python": lambda: lambda body: sum(numbers),
+        "hash-keeps-gil": hashed(2047),
+        "hash-releases-gil": hashed(2048),
+    }
+
+
+FLOOR_PARTS = tuple(_floor_parts())
+
+
+def floor_plus(part: str) -> Flask:
+    """The floor, doing one part of FLOOR_PARTS on each request's body besides."""
+    parts = _floor_parts()
+    if part not in parts:
+        raise ValueError(f"unknown part {part!r}; choose among {', '.join(parts)}")
+    work = parts[part]()
+    answer = {"predictions": [[0.1] * 10]}
+
+    class ConstantAfterWork(Resource):
+        def post(self):
+            work(request.get_data())
+            return answer
+
+    return _app(ConstantAfterWork)
+
+
+def _served_model(name: str = "floor_plus"):
+    """MODEL_PATH loaded as the fleet loads it, with one thread (a worker's share here)."""
+    from api.model import ServedModel, configure_tensorflow_threads
+
+    configure_tensorflow_threads(1, 1)
+    model = ServedModel(os.environ["MODEL_PATH"], name, threads=1)
+    model.load()
+    return model
 
 
 def _app(resource) -> Flask:

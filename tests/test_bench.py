@@ -281,3 +281,28 @@ def test_side_by_side_measures_both_systems_each_round_on_swapped_cores(capsys):
         a, b = (float(part.split()[1]) for part in line.split(": ", 1)[1].split(", ")[:2])
         assert a > 0 and b > 0
     assert lines[-1].startswith("B/A: ") and "geometric mean of 2 rounds" in lines[-1]
+
+
+def test_the_floor_plus_a_part_answers_the_floor_s_constant_after_doing_that_part(monkeypatch):
+    import bench_apps
+    from api.model import ServedModel
+
+    monkeypatch.setenv("MODEL_PATH", str(DIGITS))
+    constant = predictions(bench_apps.floor().test_client(), digit_requests(1)[0])
+    for part in bench_apps.FLOOR_PARTS:
+        assert predictions(bench_apps.floor_plus(part).test_client(), digit_requests(1)[0]) == constant, part
+    client = bench_apps.floor_plus("model").test_client()  # loaded and warmed first
+    called = []
+    predict = ServedModel.predict
+    monkeypatch.setattr(ServedModel, "predict", lambda self, feed: called.append(1) or predict(self, feed))
+    predictions(client, digit_requests(1)[0])
+    assert called == [1]
+    response = bench_apps.floor_plus("parse").test_client().post("/predict", json={"instances": [["a"]]})
+    assert response.status_code == 400  # the fleet's own check refused the body
+
+
+def test_floor_plus_refuses_an_unknown_part():
+    import bench_apps
+
+    with pytest.raises(ValueError, match="unknown part 'gil'"):
+        bench_apps.floor_plus("gil")
