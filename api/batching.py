@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 Arrays = dict[str, np.ndarray]
 
 
-
 def request_deadline(
     start_header: str | None, budget_seconds: float, now_wall: float | None = None, now: float | None = None
 ) -> float:

@@ -29,7 +29,7 @@ SERVING_SIGNATURE = "serving_default"
 
 # JSON numbers that pack straight into an input of these dtypes (array module typecodes).
 PACKED_TYPECODES = {"float32": "f", "float64": "d"}
-# Below this magnitude every JSON number (float or int) converts to float64 exactly and
+# Below this magnitude every JSON integer converts to float64 exactly, and every number
 # fits every dtype above, so packing it rounds as numpy's cast would.
 PACKED_LIMIT = 2**53
 
