@@ -28,9 +28,13 @@ from flask import Flask, request
 from flask_restful import Api, Resource
 
 
+# What the floor answers every prediction with (floor_plus too).
+FLOOR_ANSWER = {"predictions": [[0.1] * 10]}
+
+
 def floor() -> Flask:
     """A predict endpoint that reads the body and answers a constant: no model at all."""
-    answer = {"predictions": [[0.1] * 10]}
+    answer = FLOOR_ANSWER
 
     class Constant(Resource):
         def post(self):
@@ -146,16 +150,16 @@ def _floor_parts() -> dict[str, Callable[[], Callable[[bytes], object]]]:
     }
 
 
-FLOOR_PARTS = tuple(_floor_parts())
+_PARTS = _floor_parts()
+FLOOR_PARTS = tuple(_PARTS)
 
 
 def floor_plus(part: str) -> Flask:
     """The floor, doing one part of FLOOR_PARTS on each request's body besides."""
-    parts = _floor_parts()
-    if part not in parts:
-        raise ValueError(f"unknown part {part!r}; choose among {', '.join(parts)}")
-    work = parts[part]()
-    answer = {"predictions": [[0.1] * 10]}
+    if part not in _PARTS:
+        raise ValueError(f"unknown part {part!r}; choose among {', '.join(FLOOR_PARTS)}")
+    work = _PARTS[part]()
+    answer = FLOOR_ANSWER
 
     class ConstantAfterWork(Resource):
         def post(self):
