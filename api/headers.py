@@ -1,4 +1,4 @@
-"""Headers every response carries: the request id and the served model's version."""
+"""The request id every response carries: the client's when safe to echo, else a fresh one."""
 
 from __future__ import annotations
 
@@ -15,7 +15,3 @@ def request_id_from(header: str | None) -> str:
         return header
     return uuid.uuid4().hex
 
-
-def response_tags(request_id: str, model_version: str) -> list[tuple[str, str]]:
-    """The headers added to every response (see api.telemetry, which adds them)."""
-    return [("X-Request-ID", request_id), ("X-Model-Version", model_version)]

@@ -1,15 +1,20 @@
 """Per-request telemetry: ids, response tags, the Prometheus request series, the log line's fields.
 
-One WSGI middleware around the Flask app does nearly all of it, reading and writing
-the WSGI environ directly: five Flask hooks and werkzeug's header objects cost more
-per request than a small model's share of a batched call (measured, README
-"Benchmark"). Code inside the app leaves what the log line should carry in the
-environ: the endpoint (one hook), :data:`BATCH_SIZE` and :data:`KEY_ID`.
+One WSGI middleware around the Flask app does all of it, reading and writing the
+WSGI environ directly: Flask hooks and werkzeug's header objects cost more per
+request than a small model's share of a batched call (measured, README
+"Benchmark"). The endpoint is read from the rule Flask matched; code inside the app
+leaves the rest of what the log line should carry in the environ: :data:`BATCH_SIZE`
+and :data:`KEY_ID`.
 
 Each request's JSON line is nginx's (``REQUEST_LOG=nginx``, the default): the app
-hands its fields to nginx in :data:`LOG_HEADERS` on the response, which nginx logs
-and strips (deploy/nginx/keras-fleet.conf), and writes a line of its own only for a
-5xx. With ``REQUEST_LOG=app`` the app writes every request's line itself.
+hands its fields to nginx in one :data:`LOG_HEADER` on the response, which nginx
+splits, logs and strips (deploy/nginx/keras-fleet.conf), and nginx stamps the
+request id on the response; the app writes a line of its own only for a 5xx. With
+``REQUEST_LOG=app`` the app writes every request's line and stamps the id itself.
+Every response header costs gunicorn two regular expressions and more (side by side,
+the app's four headers for nginx cost 4% of a small model's requests/s), so behind
+nginx the app sends only what nginx cannot know.
 """
 
 from __future__ import annotations
@@ -18,9 +23,9 @@ import logging
 import time
 from typing import Callable, Iterable
 
-from flask import Flask, request
+from flask import Flask
 
-from api.headers import request_id_from, response_tags
+from api.headers import request_id_from
 from api.logs import log_fields
 from api.metrics import Metrics
 
@@ -28,7 +33,6 @@ access_log = logging.getLogger("keras_fleet.access")
 
 # What the app tells the log line, through the environ.
 REQUEST_ID = "keras_fleet.request_id"
-ENDPOINT = "keras_fleet.endpoint"
 BATCH_SIZE = "keras_fleet.batch_size"
 KEY_ID = "keras_fleet.key_id"
 
@@ -36,17 +40,20 @@ KEY_ID = "keras_fleet.key_id"
 # (and not on nginx's monitoring listener).
 QUIET_ENDPOINTS = frozenset({"metrics"})
 
-# The response headers that carry the app's fields to nginx's log line (nginx strips them).
-LOG_HEADERS = ("X-Fleet-Endpoint", "X-Fleet-Model", "X-Fleet-Batch-Size", "X-Fleet-Key-Id")
+# The response header that carries the app's fields to nginx's log line (nginx strips it):
+# "<endpoint> <rows or -> <API key id or -> <model>", the model last as the only field
+# that may hold a space.
+LOG_HEADER = "X-Fleet"
+
+
+def log_header_value(endpoint: str, batch_size: int | None, key_id: str | None, model_name: str) -> str:
+    """The :data:`LOG_HEADER` of a request (nginx's maps split it back into fields)."""
+    rows = "-" if batch_size is None else str(batch_size)
+    return f"{endpoint} {rows} {key_id or '-'} {model_name}"
 
 
 def install_telemetry(app: Flask, metrics: Metrics, model_name: str, model_version: str, request_log: str) -> None:
-    """Wrap the app in :class:`RequestTelemetry` and have it note each request's endpoint."""
-
-    @app.before_request
-    def note_endpoint():
-        request.environ[ENDPOINT] = request.endpoint
-
+    """Wrap the app in :class:`RequestTelemetry`."""
     app.wsgi_app = RequestTelemetry(app.wsgi_app, metrics, model_name, model_version, request_log)
 
 
@@ -64,15 +71,18 @@ class RequestTelemetry:
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = time.perf_counter()
-        request_id = environ[REQUEST_ID] = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
-        tags = response_tags(request_id, self.model_version)
-        status = ["500"]
+        # The status and endpoint, once the app starts its response: Flask lets go of its
+        # request (and the rule it matched) when the app returns.
+        answer = ["500", "unmatched"]
 
         def tagged_start_response(status_line, headers, exc_info=None):
-            status[0] = status_line[:3]
-            headers.extend(tags)
+            answer[0], answer[1] = status_line[:3], _endpoint(environ)
+            headers.append(("X-Model-Version", self.model_version))
             if self.nginx_logs:
-                self._add_log_headers(environ, headers)
+                self._add_log_header(environ, answer[1], headers)
+            else:
+                # Behind nginx, nginx stamps the id (its own or the client's, checked).
+                headers.append(("X-Request-ID", _request_id(environ)))
             return start_response(status_line, headers, exc_info)
 
         self._in_flight.inc()
@@ -80,24 +90,16 @@ class RequestTelemetry:
             return self.app(environ, tagged_start_response)
         finally:
             self._in_flight.dec()
-            self._record(environ, int(status[0]), time.perf_counter() - started)
+            self._record(environ, answer[1], int(answer[0]), time.perf_counter() - started)
 
-    def _add_log_headers(self, environ: dict, headers: list) -> None:
-        """The app's fields of the request's line, for nginx to log (LOG_HEADERS)."""
-        endpoint = _endpoint(environ)
+    def _add_log_header(self, environ: dict, endpoint: str, headers: list) -> None:
+        """The app's fields of the request's line, for nginx to log (LOG_HEADER)."""
         if endpoint in QUIET_ENDPOINTS:
             return
-        headers.append(("X-Fleet-Endpoint", endpoint))
-        headers.append(("X-Fleet-Model", self.model_name))
-        batch_size = environ.get(BATCH_SIZE)
-        if batch_size is not None:
-            headers.append(("X-Fleet-Batch-Size", str(batch_size)))
-        key_id = environ.get(KEY_ID)
-        if key_id is not None:
-            headers.append(("X-Fleet-Key-Id", key_id))
+        headers.append((LOG_HEADER, log_header_value(endpoint, environ.get(BATCH_SIZE), environ.get(KEY_ID),
+                                                     self.model_name)))
 
-    def _record(self, environ: dict, status: int, elapsed: float) -> None:
-        endpoint = _endpoint(environ)
+    def _record(self, environ: dict, endpoint: str, status: int, elapsed: float) -> None:
         self.metrics.series(self.metrics.requests, endpoint, self.model_name, str(status)).inc()
         self.metrics.series(self.metrics.latency, endpoint, self.model_name).observe(elapsed)
         if status >= 500:
@@ -109,7 +111,7 @@ class RequestTelemetry:
         if not access_log.isEnabledFor(level):
             return
         log_fields(access_log, level, "request", {
-            "request_id": environ[REQUEST_ID],
+            "request_id": _request_id(environ),
             "method": environ.get("REQUEST_METHOD"),
             "path": environ.get("PATH_INFO"),
             "endpoint": endpoint,
@@ -123,6 +125,17 @@ class RequestTelemetry:
         })
 
 
+def _request_id(environ: dict) -> str:
+    """The request's id: the client's when safe to echo, else a fresh one; worked out once."""
+    request_id = environ.get(REQUEST_ID)
+    if request_id is None:
+        request_id = environ[REQUEST_ID] = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+    return request_id
+
+
 def _endpoint(environ: dict) -> str:
-    """The endpoint the request matched, as the note_endpoint hook left it ("unmatched" if none)."""
-    return environ.get(ENDPOINT) or "unmatched"
+    """The endpoint of the rule Flask matched ("unmatched" if none), while the app runs:
+    read from the request Flask made (werkzeug keeps it in the environ until Flask is
+    done with it), which costs less than a Flask hook."""
+    rule = getattr(environ.get("werkzeug.request"), "url_rule", None)
+    return rule.endpoint if rule is not None else "unmatched"

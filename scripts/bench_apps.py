@@ -116,7 +116,7 @@ def fleet_without(parts: str, patch: Callable = setattr) -> Flask:
 
         patch(fleet_app, "Batcher", Unbatched)
     if "telemetry" in skipped:
-        patch(telemetry.RequestTelemetry, "_record", lambda self, environ, status, elapsed: None)
+        patch(telemetry.RequestTelemetry, "_record", lambda self, environ, endpoint, status, elapsed: None)
     return fleet_app.create_app()
 
 

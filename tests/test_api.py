@@ -118,20 +118,27 @@ def test_health_endpoints(client):
 # --- headers every response carries ------------------------------------------------------
 
 
-def test_request_id_is_generated_when_absent(client):
-    first = client.get("/healthz/live").headers["X-Request-ID"]
-    second = client.get("/healthz/live").headers["X-Request-ID"]
+@pytest.fixture
+def logging_client(model):
+    """An app that writes its own request lines (REQUEST_LOG=app), so stamps the request
+    id itself; behind nginx (the default), nginx does (tests/test_e2e.py)."""
+    return create_app({**TEST_CONFIG, "REQUEST_LOG": "app"}, model=model).test_client()
+
+
+def test_request_id_is_generated_when_absent(logging_client):
+    first = logging_client.get("/healthz/live").headers["X-Request-ID"]
+    second = logging_client.get("/healthz/live").headers["X-Request-ID"]
     assert first and second and first != second
 
 
-def test_request_id_from_client_is_echoed_on_errors_too(client):
-    response = post(client, "/predict", b"{", headers={"X-Request-ID": "abc-123"})
+def test_request_id_from_client_is_echoed_on_errors_too(logging_client):
+    response = post(logging_client, "/predict", b"{", headers={"X-Request-ID": "abc-123"})
     assert response.status_code == 400
     assert response.headers["X-Request-ID"] == "abc-123"
 
 
-def test_hostile_request_id_is_replaced(client):
-    response = client.get("/healthz/live", headers={"X-Request-ID": 'x" \\n{"forged": 1}'})
+def test_hostile_request_id_is_replaced(logging_client):
+    response = logging_client.get("/healthz/live", headers={"X-Request-ID": 'x" \\n{"forged": 1}'})
     assert response.headers["X-Request-ID"] != 'x" \\n{"forged": 1}'
     assert len(response.headers["X-Request-ID"]) == 32
 

@@ -54,7 +54,7 @@ def test_keys_are_stored_hashed_never_in_clear(keys_file, key):
 def test_valid_key_is_served_and_its_id_handed_to_nginx_for_the_log(secured, key, capsys):
     response = secured.post("/predict", json={"instances": [IMAGE]}, headers=bearer(key))
     assert response.status_code == 200
-    assert response.headers["X-Fleet-Key-Id"] == key.split("_")[1]
+    assert response.headers["X-Fleet"] == f"predict 1 {key.split('_')[1]} digits"
 
 
 def test_valid_key_is_served_and_its_id_logged_when_the_app_logs_requests(model, keys_file, key, capsys):

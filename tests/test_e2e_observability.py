@@ -14,7 +14,8 @@ import pytest
 
 from api.logs import FLUSH_SECONDS as LOG_FLUSH_SECONDS
 from api.metric_buffer import FLUSH_SECONDS
-from tests.stack import DIGITS, start_digits_stack, wait_for
+from tests.stack import DIGITS, RunningStack, start_digits_stack, wait_for
+from tests.test_auth import api_keys
 from tests.test_e2e import digits_images, worker_pids
 from tests.test_metrics import samples
 
@@ -105,7 +106,7 @@ def test_each_request_has_one_json_line_from_nginx_with_the_apps_fields(stack):
     ids = [f"trace-{n}" for n in range(5)]
     for request_id in ids:
         response = stack.post("/predict", json={"instances": [[[0] * 8] * 8]}, headers={"X-Request-ID": request_id})
-        assert not [name for name in response.headers if name.lower().startswith("x-fleet-")], response.headers
+        assert not [name for name in response.headers if name.lower().startswith("x-fleet")], response.headers
     stack.post("/predict", data=b"{", headers={"Content-Type": "application/json", "X-Request-ID": "trace-bad"})
     stack.get("/healthz/ready", headers={"X-Request-ID": "trace-ready"})
 
@@ -131,3 +132,26 @@ def test_each_request_has_one_json_line_from_nginx_with_the_apps_fields(stack):
     # TensorFlow's and LiteRT's native start-up lines came out as JSON, not on stderr.
     assert any("XNNPACK" in entry.get("message", "") for entry in map(json.loads, stack.app_log()))
     assert stack.stderr_log() == []
+
+
+def test_nginx_splits_the_apps_fields_a_key_id_and_a_model_name_with_a_space(tmp_path):
+    keys_file = tmp_path / "api-keys"
+    key = api_keys("create", "--label", "e2e", keys_file=keys_file).stdout.strip()
+    stack = RunningStack(tmp_path / "run", {"MODEL_PATH": str(DIGITS), "MODEL_NAME": "digits demo",
+                                            "API_KEYS_FILE": str(keys_file), "WEB_CONCURRENCY": "1"}).start()
+    try:
+        body = {"instances": [[[0] * 8] * 8] * 3}
+        response = stack.post("/v1/models/digits demo:predict", json=body,
+                              headers={"Authorization": f"Bearer {key}", "X-Request-ID": "split-1"})
+        assert response.status_code == 200, response.text
+        assert "X-Fleet" not in response.headers and response.headers["X-Request-ID"] == "split-1"
+
+        def line():
+            return next((entry for entry in map(json.loads, stack.access_log()) if entry["request_id"] == "split-1"), None)
+
+        assert wait_for(lambda: line() is not None)
+        logged = line()
+        assert (logged["endpoint"], logged["model"], logged["batch_size"], logged["key_id"]) == (
+            "predict", "digits demo", 3, key.split("_")[1])
+    finally:
+        stack.stop()

@@ -15,7 +15,7 @@ from api.logs import FLUSH_SECONDS, configure_logging, iso_time, log_fields, nat
 from api.metrics import Metrics
 from api.model import Signature, TensorInfo
 from api.monitoring import PredictionMonitor, monitoring_kind
-from api.telemetry import LOG_HEADERS
+from api.telemetry import LOG_HEADER, log_header_value
 from tests.conftest import TEST_CONFIG, flush_logs
 from tests.fakes import BrokenModel, FakeModel
 
@@ -236,12 +236,18 @@ def test_by_default_the_app_hands_nginx_its_fields_and_writes_no_request_line(ca
     scrape = client.get("/metrics")
     flush_logs()
     assert response.status_code == 200 and missing.status_code == 404
-    assert {name: response.headers.get(name) for name in LOG_HEADERS} == {
-        "X-Fleet-Endpoint": "predict", "X-Fleet-Model": "digits", "X-Fleet-Batch-Size": "2", "X-Fleet-Key-Id": None}
-    assert missing.headers["X-Fleet-Endpoint"] == "model_status" and "X-Fleet-Batch-Size" not in missing.headers
-    assert not any(name in scrape.headers for name in LOG_HEADERS)  # nginx's monitoring listener logs nothing
+    assert response.headers[LOG_HEADER] == "predict 2 - digits"  # endpoint, rows, no API key, model
+    assert missing.headers[LOG_HEADER] == "model_status - - digits"
+    assert LOG_HEADER not in scrape.headers  # nginx's monitoring listener logs nothing
+    # nginx stamps the request id on the response (deploy/nginx/keras-fleet-headers.conf)
+    assert "X-Request-ID" not in response.headers and "X-Request-ID" not in missing.headers
     assert "not-logged" not in capsys.readouterr().out
     assert 'endpoint="predict"' in scrape.get_data(as_text=True)  # counted all the same
+
+
+def test_the_log_header_puts_the_model_last_as_the_one_field_that_may_hold_a_space():
+    assert log_header_value("predict", 3, "1a2b3c4d", "my model") == "predict 3 1a2b3c4d my model"
+    assert log_header_value("ready", None, None, "m") == "ready - - m"
 
 
 def test_the_app_writes_the_line_of_a_server_error_whoever_logs_the_rest(capsys):
