@@ -104,6 +104,7 @@ def build_services(model: ServedModel, settings: Config) -> Services:
         metrics.record_model(model)
         monitor = PredictionMonitor(metrics, model.name, model.signature, settings.prediction_monitoring)
         batch_size = settings.max_batch_size or fastest_batch_size(model.predict, model.signature, AUTO_BATCH_LIMIT)
+        model.plan_batches(batch_size)
         log.info("batching", extra={"model": model.name, "max_batch_size": batch_size,
                                     "measured": not settings.max_batch_size})
         batcher = Batcher(

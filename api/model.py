@@ -159,6 +159,13 @@ class ServedModel:
         lite.concrete = traced
         self._call, self.engine = lite, "litert"
 
+    def plan_batches(self, max_rows: int) -> None:
+        """Prepare for batches of up to ``max_rows`` rows: under LiteRT, an interpreter for
+        each power of two up to it (api/litert.py); TensorFlow's traced call takes any size."""
+        plan = getattr(self._call, "plan_batches", None)
+        if plan is not None:
+            plan(max_rows)
+
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the model on a batch: input name -> array, returns output name -> array."""
         if not self.ready:

@@ -34,6 +34,11 @@ class FakeModel:
         self.warmup_seconds = 0.05
         self.engine = "fake"  # ServedModel's is "litert" or "tensorflow"
         self.calls: list[dict[str, np.ndarray]] = []
+        self.planned_rows: int | None = None
+
+    def plan_batches(self, max_rows: int) -> None:
+        """Note the batch size the app planned for."""
+        self.planned_rows = max_rows
 
     def predict(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Digits: each row's mean in all 10 classes; multi: the sum and the doubled features."""

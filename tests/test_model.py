@@ -8,6 +8,7 @@ import pytest
 from api.app import create_app
 from api.model import ModelInputError, ModelLoadError, ServedModel
 from tests import keras_models
+from tests.fakes import FakeModel
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +93,31 @@ def test_varying_batch_sizes_each_get_their_own_rows(single):
         batched = single.predict({"features": x})["scores"]
         alone = np.concatenate([single.predict({"features": x[row:row + 1]})["scores"] for row in range(size)])
         np.testing.assert_allclose(batched, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_planned_batches_run_padded_and_answer_each_row_as_if_alone(model_dir):
+    # Batches of up to the planned size run on interpreters of a power of two rows, the
+    # missing rows padded with zeros; larger ones on the interpreter resized to them.
+    model = ServedModel(keras_models.save_multi_input(model_dir / "planned.keras"), "planned", engine="litert")
+    model.load()
+    model.plan_batches(6)
+    assert sorted(model._call._buckets) == [1, 2, 4, 8]
+    rng = np.random.default_rng(5)
+    for size in (1, 3, 8, 2, 5, 7, 1, 9, 20, 3):
+        feed = {"image": rng.normal(size=(size, 4, 4)).astype("float32"),
+                "ids": rng.integers(0, 10, size=(size, 2)).astype("int32")}
+        batched = model.predict(feed)
+        alone = [model.predict({name: array[row:row + 1] for name, array in feed.items()}) for row in range(size)]
+        for name in ("label", "score"):
+            assert batched[name].shape[0] == size
+            np.testing.assert_allclose(batched[name], np.concatenate([each[name] for each in alone]),
+                                       rtol=1e-5, atol=1e-6)
+
+
+def test_the_app_plans_the_models_batches_for_its_batch_size():
+    model = FakeModel()
+    create_app({"MAX_BATCH_SIZE": 8}, model=model)
+    assert model.planned_rows == 8
 
 
 def test_auto_engine_prefers_litert(model_dir, capfd):
