@@ -115,7 +115,8 @@ class Config:
     log_level: str = setting("LOG_LEVEL", "info", "Log level of the app and gunicorn (JSON lines on stdout).")
     request_log: str = setting(
         "REQUEST_LOG", "nginx", "Who writes each request's JSON line: `nginx` (its access line, with the app's "
-        "fields; the app adds its own for 5xx only) or `app` (the app too, for gunicorn without this nginx)."
+        "fields; the app adds its own for 5xx only, and nginx stamps `X-Request-ID`) or `app` (the app too, and it "
+        "stamps `X-Request-ID` itself: for gunicorn without this nginx)."
     )
     metrics_port: int = setting("METRICS_PORT", 9101, "nginx's monitoring listener for `GET /metrics`; never public.")
     prometheus_multiproc_dir: str = setting(
