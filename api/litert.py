@@ -104,12 +104,12 @@ class _InterpreterCall:
         self._buckets: dict[int, _Bucket] = {}  # rows -> an interpreter sized for them
         by_name = {detail["name"]: detail for detail in self._interpreter.get_input_details()}
         feed_names = graph_input_order(concrete)
-        self._inputs = []  # (feed name, tensor index, instance shape)
+        self._inputs = []  # (feed name, tensor index, instance shape, dtype)
         for name, placeholder in zip(feed_names, _frozen_names(concrete.inputs)):
             detail = by_name.get(placeholder)
             if detail is None:
                 raise LiteRTUnavailable(f"input {name!r} is not among the converted model's inputs")
-            self._inputs.append((name, detail["index"], tuple(detail["shape_signature"][1:])))
+            self._inputs.append((name, detail["index"], tuple(detail["shape_signature"][1:]), detail["dtype"]))
         out_by_name = {detail["name"]: detail["index"] for detail in self._interpreter.get_output_details()}
         outputs = _frozen_names(concrete.outputs)
         if any(name not in out_by_name for name in outputs):
@@ -127,7 +127,7 @@ class _InterpreterCall:
         return interpreter
 
     def _resize(self, interpreter, rows: int) -> None:
-        for _, index, shape in self._inputs:
+        for _, index, shape, _ in self._inputs:
             interpreter.resize_tensor_input(index, (rows, *shape))
 
     def plan_batches(self, max_rows: int) -> None:
@@ -138,8 +138,7 @@ class _InterpreterCall:
             rows = 1
             while True:
                 interpreter = self._new_interpreter(rows)
-                padded = {name: np.zeros((rows, *shape), dtype=_input_dtype(interpreter, index))
-                          for name, index, shape in self._inputs}
+                padded = {name: np.zeros((rows, *shape), dtype=dtype) for name, _, shape, dtype in self._inputs}
                 self._buckets[rows] = _Bucket(rows, interpreter, padded)
                 if rows >= max_rows:
                     break
@@ -167,7 +166,7 @@ class _InterpreterCall:
         return self._interpreter
 
     def _run(self, interpreter, feed: dict) -> list[np.ndarray]:
-        for name, index, _ in self._inputs:
+        for name, index, _, _ in self._inputs:
             interpreter.set_tensor(index, feed[name])
         try:
             interpreter.invoke()
@@ -186,10 +185,6 @@ class _Bucket:
     rows: int
     interpreter: object
     padded: dict[str, np.ndarray]
-
-
-def _input_dtype(interpreter, index: int) -> np.dtype:
-    return next(detail["dtype"] for detail in interpreter.get_input_details() if detail["index"] == index)
 
 
 def _frozen_names(tensors) -> list[str]:
