@@ -26,6 +26,7 @@ import argparse
 import json
 import multiprocessing
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -81,6 +82,12 @@ def machine_busy_seconds() -> float:
     return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds() -> float:
+    """CPU seconds (user and system) of this process's children that have ended."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def wrk(url: str, body: Path, content_type: str, connections: int, seconds: float, rate: float = 0.0,
         track: bool = False, arrivals: str = "poisson") -> dict:
     """Load from wrk: a closed loop (``rate`` 0: each connection sends as soon as it is
@@ -93,15 +100,21 @@ def wrk(url: str, body: Path, content_type: str, connections: int, seconds: floa
     env = dict(os.environ, BENCH_BODY=str(body), BENCH_CONTENT_TYPE=content_type, BENCH_RATE=str(rate),
                BENCH_TRACK="1" if track else "0", BENCH_ARRIVALS=arrivals,
                BENCH_THREADS=str(threads), BENCH_CONNECTIONS_PER_THREAD=str(connections // threads))
-    busy_before = machine_busy_seconds()
+    busy_before, wrk_before = machine_busy_seconds(), children_cpu_seconds()
     out = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
          "-s", str(WRK_SCRIPT), url],
         env=env, capture_output=True, text=True, check=True,
     ).stdout
     busy = machine_busy_seconds() - busy_before
+    # wrk is the one child reaped meanwhile (the stack's processes live on).
+    wrk_cpu = children_cpu_seconds() - wrk_before
     raw = json.loads(next(line[6:] for line in out.splitlines() if line.startswith("BENCH ")))
     seconds_run = raw["duration_us"] / 1e6
+    # Cores busy during the run: the load generator's own, and the rest of the machine
+    # (nginx, gunicorn, the kernel's network work): what the server side had to work with.
+    cores = {"load_generator_cores": round(wrk_cpu / seconds_run, 3),
+             "server_side_cores": round(max(busy - wrk_cpu, 0.0) / seconds_run, 3)}
     result = {
         "requests_per_s": round(raw["requests"] / seconds_run, 1),
         "p50_ms": raw["p50_us"] / 1000,
@@ -110,6 +123,7 @@ def wrk(url: str, body: Path, content_type: str, connections: int, seconds: floa
         "requests": raw["requests"],
         # The whole machine's CPU per request: server, nginx, kernel and wrk itself.
         "cpu_us_per_request": round(1e6 * busy / max(raw["requests"], 1), 1),
+        **cores,
     }
     if track:
         # Counted by the script per status, the connections' first GETs left out.
@@ -124,6 +138,7 @@ def wrk(url: str, body: Path, content_type: str, connections: int, seconds: floa
             "other_errors": sum(statuses.values()) - ok - shed + raw["errors_socket"],
             "p50_ms": raw["ok_p50_us"] / 1000 if ok else None,
             "p99_ms": raw["ok_p99_us"] / 1000 if ok else None,
+            **cores,
         }
     return result
 
@@ -292,14 +307,16 @@ def tail_latency(url: str, body: Path, content_type: str, args) -> dict:
 
 
 def overload(name: str, url: str, body: Path, content_type: str, capacity: float, args) -> dict:
-    """Goodput at 2x ``capacity`` (open loop), against capacity measured again right after."""
+    """Goodput at 2x ``capacity`` (open loop), against capacity measured again right after;
+    and the same per core left to the server side, with the load generator's cores."""
     # Enough connections that the offered rate holds while answers are slow: at most
     # one request is outstanding on each.
     at_2x = wrk(url, body, content_type, args.overload_connections, args.seconds, rate=2.0 * capacity, track=True,
                  arrivals=args.arrivals)
     # Capacity again, right after: the machine's speed drifts over minutes, and
     # goodput is compared with what the stack could do around the same time.
-    capacity_after = wrk(url, body, content_type, args.connections, args.seconds)["requests_per_s"]
+    after = wrk(url, body, content_type, args.connections, args.seconds)
+    capacity_after = after["requests_per_s"]
     around = (capacity + capacity_after) / 2
     # A machine that stalled during one of the two leaves the 2x rate wrong: say so.
     steady = abs(capacity - capacity_after) <= 0.2 * around
@@ -311,6 +328,14 @@ def overload(name: str, url: str, body: Path, content_type: str, capacity: float
         "capacity_after_2x_per_s": capacity_after,
         "capacity_steady": steady,
         "goodput_over_capacity": round(at_2x["goodput_per_s"] / around, 3),
+        # The same, per core the server side had (the machine's busy cores less the load
+        # generator's): at 2x, wrk sends twice the requests on the same two cores, so
+        # the server keeps fewer cores than at capacity. This says whether refusing the
+        # excess made the server itself less efficient, or the load generator took the cores.
+        "capacity_after_2x": after,
+        "goodput_per_server_core_over_capacity": round(
+            (at_2x["goodput_per_s"] / max(at_2x["server_side_cores"], 1e-9))
+            / (capacity_after / max(after["server_side_cores"], 1e-9)), 3),
     }
 
 
@@ -338,7 +363,10 @@ def bench_latency_and_overload(name: str, model_path: Path, work: Path, args) ->
     print(f"  {name}: unloaded p50 {result['unloaded_p50_ms']:.2f} ms; at 70%: p99 {result['at_70_percent']['p99_ms']} ms "
           f"(floor at 70% of its capacity: {floor['p99_at_70_over_unloaded_p50']}x its unloaded p50); at 2x: goodput "
           f"{at_2x['goodput_per_s']}/s, {result['goodput_over_capacity']} of capacity (floor: "
-          f"{floor['goodput_over_capacity']}), {at_2x['shed_503']} shed, accepted p99 {at_2x['p99_ms']} ms", flush=True)
+          f"{floor['goodput_over_capacity']}), {at_2x['shed_503']} shed, accepted p99 {at_2x['p99_ms']} ms; per "
+          f"server-side core {result['goodput_per_server_core_over_capacity']} of capacity (wrk "
+          f"{result['capacity_after_2x']['load_generator_cores']} cores at capacity, "
+          f"{at_2x['load_generator_cores']} at 2x)", flush=True)
     return result
 
 
@@ -401,6 +429,10 @@ def markdown(report: dict) -> str:
         floor = row["floor_reference"]["goodput_over_capacity"]
         lines.append(f"| {name}: goodput at 2× capacity / capacity (floor, no model: {floor}) "
                      f"| {row['goodput_over_capacity']} | ≥ 0.9 |")
+        lines.append(f"| {name}: the same per core left to the server side (wrk took "
+                     f"{row['capacity_after_2x']['load_generator_cores']} cores at capacity, "
+                     f"{row['at_2x']['load_generator_cores']} at 2×) | {row['goodput_per_server_core_over_capacity']} "
+                     "| (why) |")
         lines.append(f"| {name}: accepted p99 at 2× capacity (ms) | {row['at_2x']['p99_ms']} "
                      f"| ≤ deadline {row['deadline_ms']:.0f} |")
     return "\n".join(lines) + "\n"

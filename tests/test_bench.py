@@ -47,6 +47,22 @@ def test_closed_loop_counts_requests_and_no_errors(stack, body):
     # The machine's CPU over the run: some, and at most every core for the second (and
     # wrk's start and stop).
     assert 0 < result["cpu_us_per_request"] * result["requests"] <= 1.5e6 * bench.os.cpu_count()
+    # wrk's own cores (two threads: at most two) apart from the rest: both did work.
+    assert 0 < result["load_generator_cores"] <= 2.2
+    assert result["server_side_cores"] > 0
+
+
+def test_load_generator_cores_are_wrk_s_alone(stack, body):
+    # A child of this process that burns CPU while wrk runs must not be counted as wrk's
+    # (it has not ended, so its time is not in RUSAGE_CHILDREN), only as the machine's.
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        result = bench.wrk(stack.url + "/predict", *body, connections=1, seconds=2, rate=20)
+    finally:
+        burner.kill()
+        burner.wait()
+    assert result["load_generator_cores"] < 0.5
+    assert result["server_side_cores"] > 0.8
 
 
 def test_raw_counts_the_cpu_of_the_timed_calls_only():
@@ -118,6 +134,13 @@ def test_overload_offers_twice_the_capacity_and_compares_goodput_with_capacity_a
     around = (capacity + row["capacity_after_2x_per_s"]) / 2
     assert row["goodput_over_capacity"] == round(row["at_2x"]["goodput_per_s"] / around, 3)
     assert row["capacity_steady"] == (abs(capacity - row["capacity_after_2x_per_s"]) <= 0.2 * around)
+    # Per core left to the server side: each run's goodput over the cores the machine
+    # was busy with, less wrk's own.
+    after = row["capacity_after_2x"]
+    assert after["requests_per_s"] == row["capacity_after_2x_per_s"]
+    per_core_at_2x = row["at_2x"]["goodput_per_s"] / row["at_2x"]["server_side_cores"]
+    assert row["goodput_per_server_core_over_capacity"] == round(
+        per_core_at_2x / (after["requests_per_s"] / after["server_side_cores"]), 3)
 
 
 def test_request_cpu_counts_every_call_of_every_thread():
