@@ -9,7 +9,7 @@ it and make the next batch; when the leader's own request is answered it passes 
 lead to the oldest one still queued. So an idle worker answers a lone request
 without waking another thread, and a busy one batches whatever arrived during the
 previous call (a thread hand-off per request would cost more than the model call of
-a small model; measured, see README "Benchmark").
+a small model; measured, see docs/benchmark-history.md).
 
 The queue is bounded and every request has a deadline: when the worker cannot
 answer in time, the caller gets :class:`Overloaded` at once instead of waiting
@@ -61,7 +61,7 @@ def request_deadline(
 
 def _start_fields(start_header: str) -> tuple[str | None, str | None]:
     """The first ``t=`` and ``d=`` values of an X-Request-Start header. String methods,
-    not a regular expression: on every request, the engine's cost shows (README "Benchmark")."""
+    not a regular expression: on every request, the engine's cost shows (docs/benchmark-history.md)."""
     sent = upload = None
     for field in start_header.split():
         if field[:2] == "t=" and sent is None:

@@ -186,7 +186,7 @@ def _packed(value: list, info: TensorInfo) -> np.ndarray | None:
 
     Same result as the general path, at a fraction of its cost over the whole stack:
     numpy's array discovery, ufuncs and casts cost several times more per request behind
-    nginx and gunicorn than in a tight loop (measured, README "Benchmark"). Booleans
+    nginx and gunicorn than in a tight loop (measured, docs/benchmark-history.md). Booleans
     must be ruled out by the caller (they are ints to the array module).
     """
     typecode = PACKED_TYPECODES.get(info.dtype)

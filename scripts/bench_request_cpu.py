@@ -5,7 +5,7 @@
 Calls each WSGI app directly with one digits request at a time, from 1 and from 8
 threads (gunicorn's threads per worker), and prints CPU microseconds per request: what
 the app itself costs beyond the floor's Flask-RESTful answer, apart from nginx,
-gunicorn and the load generator. The README's "Benchmark" quotes it.
+gunicorn and the load generator. docs/benchmark-history.md quotes it.
 """
 
 from __future__ import annotations
