@@ -3,10 +3,10 @@
 The same graph, frozen and converted once per worker at load: TensorFlow's eager
 runtime costs about 100 us of Python and dispatch on every call whatever the model's
 size, LiteRT's interpreter about 5 us, and its XNNPACK kernels ran MobileNetV2 1.8x
-faster than TensorFlow's on this machine's CPU (README "Benchmark", docs/benchmark-history.md). Not every graph
-converts, and a converted one must compute what TensorFlow computes:
-:func:`build_litert_call` raises :class:`LiteRTUnavailable` saying why when either
-fails, and the caller keeps TensorFlow.
+faster than TensorFlow's on this machine's CPU (README "Benchmark",
+docs/benchmark-history.md). Not every graph converts, and a converted one must compute
+what TensorFlow computes: :func:`build_litert_call` raises :class:`LiteRTUnavailable`
+saying why when either fails, and the caller keeps TensorFlow.
 """
 
 from __future__ import annotations

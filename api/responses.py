@@ -3,8 +3,8 @@
 werkzeug's Response builds a ``Headers`` object when made and, when called, copies
 and checks it: about 10 us a response on this machine, more than the digits model's
 share of a batched call (side by side, answering predictions this way served 7% more
-requests/s: docs/benchmark-history.md). A JSON answer of ours has nothing to work out (a
-status, its type, its length, perhaps a header or two), so :class:`EncodedJSON` hands
+requests/s: docs/benchmark-history.md). A JSON answer of ours has nothing to work out
+(a status, its type, its length, perhaps a header or two), so :class:`EncodedJSON` hands
 the server those at once and builds werkzeug's parts only if something reads them.
 """
 

@@ -3,9 +3,9 @@
 One WSGI middleware around the Flask app does all of it, reading and writing the
 WSGI environ directly: Flask hooks and werkzeug's header objects cost more per
 request than a small model's share of a batched call (measured,
-docs/benchmark-history.md). The endpoint is read from the rule Flask matched; code inside the app
-leaves the rest of what the log line should carry in the environ: :data:`BATCH_SIZE`
-and :data:`KEY_ID`.
+docs/benchmark-history.md). The endpoint is read from the rule Flask matched; code
+inside the app leaves the rest of what the log line should carry in the environ:
+:data:`BATCH_SIZE` and :data:`KEY_ID`.
 
 Each request's JSON line is nginx's (``REQUEST_LOG=nginx``, the default): the app
 hands its fields to nginx in one :data:`LOG_HEADER` on the response, which nginx

@@ -327,12 +327,12 @@ def overload(name: str, url: str, body: Path, content_type: str, capacity: float
         "at_2x": at_2x,
         "capacity_after_2x_per_s": capacity_after,
         "capacity_steady": steady,
+        "capacity_after_2x": after,
         "goodput_over_capacity": round(at_2x["goodput_per_s"] / around, 3),
         # The same, per core the server side had (the machine's busy cores less the load
         # generator's): at 2x, wrk sends twice the requests on the same two cores, so
         # the server keeps fewer cores than at capacity. This says whether refusing the
         # excess made the server itself less efficient, or the load generator took the cores.
-        "capacity_after_2x": after,
         "goodput_per_server_core_over_capacity": round(
             (at_2x["goodput_per_s"] / max(at_2x["server_side_cores"], 1e-9))
             / (capacity_after / max(after["server_side_cores"], 1e-9)), 3),
