@@ -256,9 +256,9 @@ def _direct_call(concrete):
     ConcreteFunction.__call__ matches every argument against the signature again on each
     call: about 60 us and most of the Python a small model's call runs (measured here,
     docs/benchmark-history.md). Its own fast path, for calls that no gradient tape
-    watches, is the graph's AtomicFunction called on the flat inputs plus the captured variables; so
-    is this. TensorFlow names that internal, so a TensorFlow without it gets the public
-    call instead.
+    watches, is the graph's AtomicFunction called on the flat inputs plus the captured
+    variables; so is this. TensorFlow names that internal, so a TensorFlow without it
+    gets the public call instead.
     """
     import tensorflow as tf
 

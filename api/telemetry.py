@@ -82,7 +82,8 @@ class RequestTelemetry:
             if self.nginx_logs:
                 self._add_log_header(environ, answer[1], headers)
             else:
-                # Behind nginx, nginx stamps the id (its own or the client's, checked).
+                # The app logs the request, so it stamps the id its line carries (with
+                # REQUEST_LOG=nginx, nginx stamps its own or the client's, checked).
                 headers.append(("X-Request-ID", _request_id(environ)))
             return start_response(status_line, headers, exc_info)
 
