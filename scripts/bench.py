@@ -167,8 +167,10 @@ class Server:
         self.warmup = (body, content_type, args.connections, args.warmup)
 
     def __enter__(self) -> "Server":
-        os.environ.update(self.env)
-        self.stack = LocalStack(Path(tempfile.mkdtemp(prefix="bench-")), "127.0.0.1", self.port, self.port + 1, self.app)
+        # The settings are this stack's alone: the caller's environment is left as it
+        # was, so two systems started side by side (scripts/bench_ab.py) keep their own.
+        self.stack = LocalStack(Path(tempfile.mkdtemp(prefix="bench-")), "127.0.0.1", self.port, self.port + 1,
+                                self.app, env=self.env)
         self.processes = self.stack.start(foreground=False)
         try:
             self.stack.wait_ready(self.processes, timeout=180)
@@ -180,8 +182,6 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stack.stop({"gunicorn": self.processes[0].pid, "nginx": self.processes[1].pid})
-        for key in self.env:
-            os.environ.pop(key, None)
 
     @property
     def url(self) -> str:
@@ -354,13 +354,13 @@ def bench_latency_and_overload(name: str, model_path: Path, work: Path, args) ->
     the same way, for reference: what the HTTP stack alone keeps on this machine."""
     body, content_type = request_body(name, work, args.image_dtype)
     env = {"MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
-    deadline_ms = float(os.environ.get("REQUEST_DEADLINE_MS", 1000))
     with Server(APPS["floor"], env, body, content_type, args) as server:
         floor = tail_latency(server.url, body, content_type, args)
         # The floor sheds as the fleet does (nginx's cap on predictions in flight), so its
         # goodput says what refusing the excess costs this machine, load generator included.
         floor.update(overload(f"{name} floor", server.url, body, content_type, floor["capacity_per_s"], args))
     with Server(APPS["fleet"], env, body, content_type, args) as server:
+        deadline_ms = server.stack.config.request_deadline_ms  # the fleet's, as its settings make it
         result = tail_latency(server.url, body, content_type, args)
         result.update(overload(name, server.url, body, content_type, result["capacity_per_s"], args))
     at_2x = result["at_2x"]

@@ -99,8 +99,6 @@ def main(argv: list[str] | None = None) -> int:
                    "TF_INTRA_OP_THREADS": "1", **settings}
             port_args = argparse.Namespace(**{**vars(args), "port": args.port + 10 * index})
             servers.append(bench.Server(app, env, body, content_type, port_args).__enter__())
-            for name in env:  # started with them: the next system gets its own settings only
-                os.environ.pop(name, None)
         ratios = []
         for round_number in range(args.rounds):
             cpus = cores if round_number % 2 == 0 else cores[::-1]

@@ -260,6 +260,21 @@ def test_a_system_that_fails_to_start_leaves_nothing_running(body, tmp_path):
         probe.bind(("127.0.0.1", port))
 
 
+def test_a_system_s_settings_reach_its_stack_and_leave_the_environment_as_it_was(body, monkeypatch):
+    import types
+
+    from tests.stack import free_port
+
+    monkeypatch.delenv("MAX_IN_FLIGHT", raising=False)
+    args = types.SimpleNamespace(port=free_port(), connections=1, warmup=0)
+    settings = {"MODEL_PATH": str(DIGITS), "MAX_IN_FLIGHT": "3"}
+    with bench.Server(bench.APPS["floor"], settings, *body, args) as server:
+        assert "MAX_IN_FLIGHT" not in os.environ  # a second system started now would not inherit it
+        assert server.stack.config.max_in_flight == 3
+        assert psutil.Process(server.processes[0].pid).environ()["MAX_IN_FLIGHT"] == "3"
+    assert "MAX_IN_FLIGHT" not in os.environ
+
+
 # --- scripts/bench_ab.py: two systems side by side, a core each ------------------------------
 
 
