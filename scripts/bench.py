@@ -50,7 +50,7 @@ TAIL_LOAD = 0.7
 # --- the models --------------------------------------------------------------------------
 
 
-def image_model(path: Path) -> Path:
+def image_model(path: Path = REPORTS / "mobilenet_v2.keras") -> Path:
     """MobileNetV2 at 224x224x3 with random weights, built here (nothing downloaded)."""
     if not path.exists():
         import keras
@@ -154,6 +154,11 @@ def wrk(url: str, body: Path, content_type: str, connections: int, seconds: floa
 
 
 # --- the systems --------------------------------------------------------------------------
+
+
+def system_env(model_path: Path) -> dict[str, str]:
+    """The settings every system runs with: the model, and TensorFlow's start-up lines off."""
+    return {"MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
 class Server:
@@ -275,7 +280,7 @@ def mean_of_rounds(rounds: list[dict]) -> dict:
 def bench_model(name: str, model_path: Path, work: Path, args) -> dict:
     """floor, naive, fleet and raw for one model."""
     body, content_type = request_body(name, work, args.image_dtype)
-    env = {"MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = system_env(model_path)
     print(f"{name} model ({model_path.name}), {content_type}, {args.connections} connections:", flush=True)
     # floor and fleet alternate for --rounds rounds: this shared machine's speed drifts
     # over minutes, and the ratio should compare the two at the same moments.
@@ -353,7 +358,7 @@ def bench_latency_and_overload(name: str, model_path: Path, work: Path, args) ->
     """The fleet's tail latency at 70% load and its goodput at 2x capacity; the floor's
     the same way, for reference: what the HTTP stack alone keeps on this machine."""
     body, content_type = request_body(name, work, args.image_dtype)
-    env = {"MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = system_env(model_path)
     with Server(APPS["floor"], env, body, content_type, args) as server:
         floor = tail_latency(server.url, body, content_type, args)
         # The floor sheds as the fleet does (nginx's cap on predictions in flight), so its
@@ -495,7 +500,7 @@ def main() -> int:
 
     REPORTS.mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-bodies-"))
-    models = {"small": REPO / args.models, "image": image_model(REPORTS / "mobilenet_v2.keras")}
+    models = {"small": REPO / args.models, "image": image_model()}
     started = time.time()
     cores = os.cpu_count() or 1
     report: dict = {"machine": {"cores": cores}, "connections": args.connections, "seconds": args.seconds,

@@ -275,6 +275,37 @@ def test_a_system_s_settings_reach_its_stack_and_leave_the_environment_as_it_was
     assert "MAX_IN_FLIGHT" not in os.environ
 
 
+def test_bench_serve_serves_a_system_as_the_bench_runs_it_until_interrupted():
+    import signal
+    import socket
+    import urllib.request
+
+    from tests.stack import free_port
+
+    port = free_port()
+    serving = subprocess.Popen([sys.executable, "scripts/bench_serve.py", "fleet", "small", "--port", str(port),
+                                "--warmup", "0"], cwd=bench.REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = [serving.stdout.readline() for _ in range(6)]
+        assert lines[0].startswith(f"serving fleet (digits.keras) at http://127.0.0.1:{port}/predict"), lines
+        body_path = lines[1].split()[1]
+        assert lines[1].strip().endswith("(application/json)")
+        assert any(line.strip().startswith("hey ") and body_path in line for line in lines)
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=open(body_path, "rb").read(),
+                                         headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            predictions = json.loads(answer.read())["predictions"]
+        assert len(predictions) == 1 and len(predictions[0]) == 10  # the digits model's ten classes
+        serving.send_signal(signal.SIGINT)
+        assert serving.wait(timeout=60) == 0
+    finally:
+        serving.kill()
+        serving.wait()
+    with socket.socket() as probe:  # the stack was stopped, not left behind
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+
+
 # --- scripts/bench_ab.py: two systems side by side, a core each ------------------------------
 
 

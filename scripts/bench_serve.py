@@ -1,0 +1,68 @@
+"""One of `make bench`'s systems, served until Ctrl-C, for a load generator of your own.
+
+    .venv/bin/python scripts/bench_serve.py floor image
+    .venv/bin/python scripts/bench_serve.py fleet image --image-dtype uint8
+
+The system runs as `make bench` runs it: the same nginx + gunicorn configuration, model
+and settings, warmed up the same way (wrk, 16 connections, 3 s). The body the benchmark
+sends is written to a file, and the URL, the body and a command line for wrk (the
+benchmark's own closed loop), hey and curl are printed: another load generator then
+measures the very system the report measured. One system at a time, on one port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "scripts")]
+
+import bench  # noqa: E402 (after the path above)
+
+
+def load_commands(url: str, body: Path, content_type: str, connections: int) -> list[str]:
+    """Command lines that send ``body`` to ``url`` as the benchmark does."""
+    return [
+        f"BENCH_BODY={body} BENCH_CONTENT_TYPE={content_type} wrk -t2 -c{connections} -d15s "
+        f"-s {bench.WRK_SCRIPT} {url}",
+        f"hey -z 15s -c {connections} -m POST -T {content_type} -D {body} {url}",
+        f"curl -s {url} -H 'Content-Type: {content_type}' --data-binary @{body}",
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the system, print how to load it, serve until SIGINT or SIGTERM, then stop it."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("system", choices=sorted(bench.APPS), help="which of the benchmark's systems")
+    parser.add_argument("model", choices=("small", "image"), help="the demo digits model, or MobileNetV2")
+    parser.add_argument("--image-dtype", choices=("float32", "uint8"), default="float32",
+                        help="the image body's values, as `make bench --image-dtype` sends them")
+    parser.add_argument("--port", type=int, default=18080, help="the public port (the next one serves metrics)")
+    parser.add_argument("--connections", type=int, default=16, help="the warm-up's connections, and the commands'")
+    parser.add_argument("--warmup", type=float, default=3, help="seconds of wrk load before serving")
+    args = parser.parse_args(argv)
+
+    model_path = REPO / "models" / "digits.keras" if args.model == "small" else bench.image_model()
+    body, content_type = bench.request_body(args.model, Path(tempfile.mkdtemp(prefix="bench-serve-")),
+                                            args.image_dtype)
+    stop = threading.Event()
+    with bench.Server(bench.APPS[args.system], bench.system_env(model_path), body, content_type, args) as server:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        print(f"serving {args.system} ({model_path.name}) at {server.url}", flush=True)
+        print(f"  body: {body} ({content_type})", flush=True)
+        for command in load_commands(server.url, body, content_type, args.connections):
+            print(f"  {command}", flush=True)
+        print("Ctrl-C stops it", flush=True)
+        while not stop.wait(1):
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
