@@ -156,7 +156,8 @@ class ServedModel:
                         extra={"model": self.name, "reason": str(exc)})
             return
         lite(zeros_feed(inputs, rows=1))  # warm: its first call plans the memory
-        lite.concrete = traced
+        # Nothing keeps TensorFlow's traced graph from here on: with its variables it is
+        # TensorFlow's own copy of the model (259 MB of a MobileNetV2 worker's 1,042 MB).
         self._call, self.engine = lite, "litert"
 
     def plan_batches(self, max_rows: int) -> None:
