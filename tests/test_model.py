@@ -178,8 +178,8 @@ def test_any_batch_size_uses_one_trace(single):
 @pytest.mark.parametrize("engine, kept", [("litert", False), ("tensorflow", True)])
 def test_only_tensorflow_s_engine_keeps_its_traced_graph(model_dir, monkeypatch, engine, kept):
     # Under LiteRT the traced graph and its variables are TensorFlow's copy of the model,
-    # dead weight once the interpreter answers the same: a MobileNetV2 worker held 259 MB
-    # more with it.
+    # dead weight once the interpreter answers the same: a MobileNetV2 worker held about
+    # 210 MB more with it (api/wsgi.py collects it before freezing).
     import gc
     import weakref
 
