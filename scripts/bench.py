@@ -45,6 +45,9 @@ WRK_SCRIPT = Path(__file__).with_name("bench_wrk.lua")
 APPS = {"floor": "bench_apps:floor()", "naive": "bench_apps:naive()", "fleet": "api.wsgi:app"}
 # The share of capacity the tail latency target is stated at.
 TAIL_LOAD = 0.7
+# The demo model (the small one), and the values an image body can carry.
+SMALL_MODEL = "models/digits.keras"
+IMAGE_DTYPES = ("float32", "uint8")
 
 
 # --- the models --------------------------------------------------------------------------
@@ -439,7 +442,7 @@ def markdown(report: dict) -> str:
     arrivals = {"poisson": "Poisson", "even": "evenly spaced"}[report.get("arrivals", "poisson")]
     for name, row in report["latency"].items():
         floor = row["floor_reference"]["p99_at_70_over_unloaded_p50"]
-        lines.append(f"| {name}: p99 at 70% load ({arrivals} arrivals) / unloaded p50 (floor, no model: {floor}) "
+        lines.append(f"| {name}: p99 at {TAIL_LOAD:.0%} load ({arrivals} arrivals) / unloaded p50 (floor, no model: {floor}) "
                      f"| {row['p99_at_70_over_unloaded_p50']} | ≤ 3 |")
     ideal = report["ideal_queue"]
     lines.append(f"| an ideal server here, p99 at {ideal['load']:.0%} load ({arrivals} arrivals) / unloaded "
@@ -488,11 +491,11 @@ def main() -> int:
     add_load_arguments(parser, seconds=15)
     parser.add_argument("--raw-seconds", type=float, default=5, help="each run of the raw sweep")
     parser.add_argument("--overload-connections", type=int, default=400, help="wrk connections of the 2x capacity run")
-    parser.add_argument("--models", default="models/digits.keras", help="the small model")
+    parser.add_argument("--models", default=SMALL_MODEL, help="the small model")
     parser.add_argument("--arrivals", choices=("poisson", "even"), default="poisson",
                         help="gaps of the open-loop runs (70%% and 2x): random, as independent clients send, or "
                              "even, as wrk2's and k6's constant-rate loops send; 'even' writes reports/bench_even.*")
-    parser.add_argument("--image-dtype", choices=("float32", "uint8"), default="float32",
+    parser.add_argument("--image-dtype", choices=IMAGE_DTYPES, default="float32",
                         help="the image bodies' values: a float32 tensor (600 KB), or uint8 pixels (150 KB) that the "
                              "fleet casts to the model's float32 input; 'uint8' writes reports/bench_uint8.*")
     args = parser.parse_args()

@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             # One core per system: LiteRT's and TensorFlow's thread pools sized for one, as
             # `cores / workers` would size them on a machine of that core (pinned only once
             # started, the workers would otherwise see both and spin a pool thread on one).
-            env = {"MODEL_PATH": str(REPO / "models" / "digits.keras"), "WEB_CONCURRENCY": str(args.workers),
+            env = {"MODEL_PATH": str(REPO / bench.SMALL_MODEL), "WEB_CONCURRENCY": str(args.workers),
                    "TF_INTRA_OP_THREADS": "1", **settings}
             port_args = argparse.Namespace(**{**vars(args), "port": args.port + 10 * index})
             servers.append(bench.Server(app, env, body, content_type, port_args).__enter__())

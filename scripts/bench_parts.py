@@ -65,7 +65,7 @@ def main() -> int:
     """Measure every variant and write the reports."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_load_arguments(parser, seconds=10)
-    parser.add_argument("--model", default="models/digits.keras", help="the small model")
+    parser.add_argument("--model", default=bench.SMALL_MODEL, help="the small model")
     args = parser.parse_args()
     rows = measure(args)
     bench.write_reports("bench_parts", rows, markdown(rows))

@@ -40,14 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("system", choices=sorted(bench.APPS), help="which of the benchmark's systems")
     parser.add_argument("model", choices=("small", "image"), help="the demo digits model, or MobileNetV2")
-    parser.add_argument("--image-dtype", choices=("float32", "uint8"), default="float32",
+    parser.add_argument("--image-dtype", choices=bench.IMAGE_DTYPES, default="float32",
                         help="the image body's values, as `make bench --image-dtype` sends them")
     parser.add_argument("--port", type=int, default=18080, help="the public port (the next one serves metrics)")
     parser.add_argument("--connections", type=int, default=16, help="the warm-up's connections, and the commands'")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of wrk load before serving")
     args = parser.parse_args(argv)
 
-    model_path = REPO / "models" / "digits.keras" if args.model == "small" else bench.image_model()
+    model_path = REPO / bench.SMALL_MODEL if args.model == "small" else bench.image_model()
     body, content_type = bench.request_body(args.model, Path(tempfile.mkdtemp(prefix="bench-serve-")),
                                             args.image_dtype)
     stop = threading.Event()
