@@ -19,6 +19,8 @@ PREDICTION_MONITORING_CHOICES = ("auto", "classifier", "regressor", "off")
 AUTO_BATCH_LIMIT = 64
 # What runs the traced graph: LiteRT when it can (api/litert.py), else TensorFlow.
 INFERENCE_ENGINES = ("auto", "litert", "tensorflow")
+# How gunicorn's workers share the cores (api/affinity.py).
+WORKER_CPU_AFFINITY_CHOICES = ("auto", "off")
 # Who writes the line of each request: nginx's access log (api/telemetry.py), or the app as well.
 REQUEST_LOG_CHOICES = ("nginx", "app")
 
@@ -29,6 +31,13 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+# The cores this process could run on when the settings were first imported. In a
+# gunicorn worker that is the master's set (gunicorn.conf.py imports this module): the
+# worker then pins itself to its share of them, after which available_cores() would
+# count only that share.
+CORES = available_cores()
 
 
 def setting(env: str, default: Any, doc: str) -> Any:
@@ -87,8 +96,13 @@ class Config:
         "REQUEST_DEADLINE_MS", 1000, "A request not answered this long after nginx received it gets 503 at once."
     )
     # gunicorn.
-    workers: int = setting("WEB_CONCURRENCY", available_cores(), "gunicorn worker processes; each loads the model.")
+    workers: int = setting("WEB_CONCURRENCY", CORES, "gunicorn worker processes; each loads the model.")
     threads: int = setting("GUNICORN_THREADS", 8, "Request threads per worker (gthread); they feed the batcher.")
+    worker_cpu_affinity: str = setting(
+        "WORKER_CPU_AFFINITY", "auto", "`auto`: each worker runs on cores of its own, its even share of them (when "
+        "the workers split the cores evenly; otherwise as `off`), so its caches stay warm; `off`: the kernel moves "
+        "workers between cores."
+    )
     bind: str = setting("GUNICORN_BIND", "unix:run/gunicorn.sock", "Where gunicorn listens; nginx proxies to it.")
     timeout: int = setting("GUNICORN_TIMEOUT", 60, "Seconds a silent worker (loading or stuck) lives before it is replaced.")
     graceful_timeout: int = setting(
@@ -134,6 +148,8 @@ class Config:
             raise ValueError(f"PREDICTION_MONITORING must be one of {', '.join(PREDICTION_MONITORING_CHOICES)}")
         if self.inference_engine not in INFERENCE_ENGINES:
             raise ValueError(f"INFERENCE_ENGINE must be one of {', '.join(INFERENCE_ENGINES)}")
+        if self.worker_cpu_affinity not in WORKER_CPU_AFFINITY_CHOICES:
+            raise ValueError(f"WORKER_CPU_AFFINITY must be one of {', '.join(WORKER_CPU_AFFINITY_CHOICES)}")
         if self.request_log not in REQUEST_LOG_CHOICES:
             raise ValueError(f"REQUEST_LOG must be one of {', '.join(REQUEST_LOG_CHOICES)}")
         self.prediction_bucket_values  # noqa: B018 (parse now, so a typo fails at start)
@@ -195,7 +211,7 @@ class Config:
     @property
     def intra_op_threads(self) -> int:
         """Threads per op (TensorFlow's or LiteRT's), so that workers x threads is about the core count."""
-        return self.tf_intra_op_threads or max(1, available_cores() // max(1, self.workers))
+        return self.tf_intra_op_threads or max(1, CORES // max(1, self.workers))
 
 
 def _parse(env: str, raw: str, type_name: str) -> Any:

@@ -4,11 +4,13 @@ Every value comes from the environment through api.config (one table of settings
 documented in the README). Start with:  gunicorn -c deploy/gunicorn.conf.py api.wsgi:app
 """
 
+import os
 import shutil
 from pathlib import Path
 
 from gunicorn import glogging
 
+from api.affinity import pin_worker
 from api.config import Config
 from api.worker_sockets import choose_slot, remove_slots
 
@@ -36,6 +38,14 @@ def pre_fork(server, worker):
     """Give the new worker a slot (a free one), so its socket's path is one nginx lists."""
     held = [live.slot for live in server.WORKERS.values() if live.slot is not None]
     worker.slot = choose_slot(held, _config.workers)
+
+
+def post_fork(server, worker):
+    """In the new worker, before it starts a thread: pin it to its slot's cores (api/affinity.py)."""
+    cores = pin_worker(worker.slot, _config.workers, _config.worker_cpu_affinity, os.sched_getaffinity(0),
+                       _config.intra_op_threads)
+    if cores is not None:
+        server.log.info("worker %s (slot %s) runs on cores %s", worker.pid, worker.slot, cores)
 
 
 def on_exit(server):

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 import ideal_queue
+from api.affinity import worker_cores
 from localstack import LocalStack
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,9 +160,12 @@ def wrk(url: str, body: Path, content_type: str, connections: int, seconds: floa
 # --- the systems --------------------------------------------------------------------------
 
 
-def system_env(model_path: Path) -> dict[str, str]:
-    """The settings every system runs with: the model, and TensorFlow's start-up lines off."""
-    return {"MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+def system_env(model_path: Path, system: str) -> dict[str, str]:
+    """The settings ``system`` runs with: the model, and TensorFlow's start-up lines off;
+    the naive server's workers unpinned, as the guides run them (and its TensorFlow
+    spreads each call over every core)."""
+    env = {"MODEL_PATH": str(model_path), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return {**env, "WORKER_CPU_AFFINITY": "off"} if system == "naive" else env
 
 
 class Server:
@@ -206,8 +210,11 @@ def measure_http(app: str, env: dict, body: Path, content_type: str, args) -> di
     return result
 
 
-def _raw_worker(model_path: str, engine: str, threads: int, batch: int, seconds: float, queue) -> None:
+def _raw_worker(model_path: str, engine: str, threads: int, batch: int, seconds: float, queue,
+                cores: list[int] | None = None) -> None:
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    if cores is not None:  # its share of the cores, as the fleet pins a worker (before any thread starts)
+        os.sched_setaffinity(0, cores)
     sys.path.insert(0, str(REPO))
     from api.model import ServedModel, configure_tensorflow_threads
 
@@ -222,16 +229,20 @@ def _raw_worker(model_path: str, engine: str, threads: int, batch: int, seconds:
         model.predict(feed)
         samples += batch
     # process_time counts every thread of the process (the interpreter's pool included).
-    queue.put((samples / (time.perf_counter() - started), model.engine, time.process_time() - cpu_started, samples))
+    queue.put((samples / (time.perf_counter() - started), model.engine, time.process_time() - cpu_started, samples,
+               sorted(os.sched_getaffinity(0))))
 
 
 def _raw_rate(model_path: Path, engine: str, processes: int, threads: int, batch: int,
               seconds: float) -> tuple[float, str, float]:
-    """Samples/s of ``processes`` processes at once, the engine that ran, and CPU microseconds per sample."""
+    """Samples/s of ``processes`` processes at once, each on its share of the cores as the
+    fleet's workers are (api/affinity.py), the engine that ran, and CPU microseconds per sample."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    workers = [context.Process(target=_raw_worker, args=(str(model_path), engine, threads, batch, seconds, queue))
-               for _ in range(processes)]
+    cores = sorted(os.sched_getaffinity(0))
+    workers = [context.Process(target=_raw_worker, args=(str(model_path), engine, threads, batch, seconds, queue,
+                                                         worker_cores(slot, processes, cores)))
+               for slot in range(processes)]
     for worker in workers:
         worker.start()
     results = [queue.get(timeout=600) for _ in workers]
@@ -283,15 +294,14 @@ def mean_of_rounds(rounds: list[dict]) -> dict:
 def bench_model(name: str, model_path: Path, work: Path, args) -> dict:
     """floor, naive, fleet and raw for one model."""
     body, content_type = request_body(name, work, args.image_dtype)
-    env = system_env(model_path)
     print(f"{name} model ({model_path.name}), {content_type}, {args.connections} connections:", flush=True)
     # floor and fleet alternate for --rounds rounds: this shared machine's speed drifts
     # over minutes, and the ratio should compare the two at the same moments.
     rounds: dict[str, list[dict]] = {"floor": [], "fleet": []}
-    naive = measure_http(APPS["naive"], env, body, content_type, args)
+    naive = measure_http(APPS["naive"], system_env(model_path, "naive"), body, content_type, args)
     for _ in range(args.rounds):
         for system in ("floor", "fleet"):
-            rounds[system].append(measure_http(APPS[system], env, body, content_type, args))
+            rounds[system].append(measure_http(APPS[system], system_env(model_path, system), body, content_type, args))
     rows = {"floor": mean_of_rounds(rounds["floor"]), "naive": naive, "fleet": mean_of_rounds(rounds["fleet"])}
     for row in rows.values():
         row["samples_per_s"] = row["requests_per_s"]  # one instance per request
@@ -361,13 +371,12 @@ def bench_latency_and_overload(name: str, model_path: Path, work: Path, args) ->
     """The fleet's tail latency at 70% load and its goodput at 2x capacity; the floor's
     the same way, for reference: what the HTTP stack alone keeps on this machine."""
     body, content_type = request_body(name, work, args.image_dtype)
-    env = system_env(model_path)
-    with Server(APPS["floor"], env, body, content_type, args) as server:
+    with Server(APPS["floor"], system_env(model_path, "floor"), body, content_type, args) as server:
         floor = tail_latency(server.url, body, content_type, args)
         # The floor sheds as the fleet does (nginx's cap on predictions in flight), so its
         # goodput says what refusing the excess costs this machine, load generator included.
         floor.update(overload(f"{name} floor", server.url, body, content_type, floor["capacity_per_s"], args))
-    with Server(APPS["fleet"], env, body, content_type, args) as server:
+    with Server(APPS["fleet"], system_env(model_path, "fleet"), body, content_type, args) as server:
         deadline_ms = server.stack.config.request_deadline_ms  # the fleet's, as its settings make it
         result = tail_latency(server.url, body, content_type, args)
         result.update(overload(name, server.url, body, content_type, result["capacity_per_s"], args))
@@ -468,6 +477,19 @@ def add_load_arguments(parser: argparse.ArgumentParser, seconds: float) -> None:
     parser.add_argument("--warmup", type=float, default=3, help="unmeasured load before each measurement")
     parser.add_argument("--rounds", type=int, default=2, help="measurements of each system, alternating")
     parser.add_argument("--port", type=int, default=18080)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model and image body options of a script that serves one of the benchmark's models."""
+    parser.add_argument("model", choices=("small", "image"), help="the demo digits model, or MobileNetV2")
+    parser.add_argument("--image-dtype", choices=IMAGE_DTYPES, default="float32",
+                        help="the image body's values, as `make bench --image-dtype` sends them")
+
+
+def model_and_body(args, prefix: str) -> tuple[Path, Path, str]:
+    """The model ``args.model`` names, and its benchmark body (in a new directory): path, body, content type."""
+    model_path = REPO / SMALL_MODEL if args.model == "small" else image_model()
+    return (model_path, *request_body(args.model, Path(tempfile.mkdtemp(prefix=prefix)), args.image_dtype))
 
 
 def write_reports(name: str, data: dict, table: str) -> None:

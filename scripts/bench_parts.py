@@ -38,7 +38,7 @@ VARIANTS = {
 def measure(args) -> dict[str, dict]:
     """Each variant's mean over the rounds: requests/s, CPU per request, latencies."""
     body, content_type = bench.request_body("small", Path(tempfile.mkdtemp(prefix="bench-parts-")))
-    env = bench.system_env(bench.REPO / args.model)
+    env = bench.system_env(bench.REPO / args.model, "fleet")
     rounds: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     for number in range(args.rounds):
         print(f"round {number + 1} of {args.rounds}:", flush=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -39,19 +38,16 @@ def main(argv: list[str] | None = None) -> int:
     """Start the system, print how to load it, serve until SIGINT or SIGTERM, then stop it."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("system", choices=sorted(bench.APPS), help="which of the benchmark's systems")
-    parser.add_argument("model", choices=("small", "image"), help="the demo digits model, or MobileNetV2")
-    parser.add_argument("--image-dtype", choices=bench.IMAGE_DTYPES, default="float32",
-                        help="the image body's values, as `make bench --image-dtype` sends them")
+    bench.add_model_arguments(parser)
     parser.add_argument("--port", type=int, default=18080, help="the public port (the next one serves metrics)")
     parser.add_argument("--connections", type=int, default=16, help="the warm-up's connections, and the commands'")
     parser.add_argument("--warmup", type=float, default=3, help="seconds of wrk load before serving")
     args = parser.parse_args(argv)
 
-    model_path = REPO / bench.SMALL_MODEL if args.model == "small" else bench.image_model()
-    body, content_type = bench.request_body(args.model, Path(tempfile.mkdtemp(prefix="bench-serve-")),
-                                            args.image_dtype)
+    model_path, body, content_type = bench.model_and_body(args, "bench-serve-")
     stop = threading.Event()
-    with bench.Server(bench.APPS[args.system], bench.system_env(model_path), body, content_type, args) as server:
+    env = bench.system_env(model_path, args.system)
+    with bench.Server(bench.APPS[args.system], env, body, content_type, args) as server:
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
         print(f"serving {args.system} ({model_path.name}) at {server.url}", flush=True)

@@ -119,12 +119,13 @@ def wait_for(condition, timeout: float = 20.0, interval: float = 0.1) -> bool:
     return True
 
 
-def start_digits_stack(run_dir: Path, workers: int) -> RunningStack:
-    """The demo model behind real nginx and gunicorn, started and ready; stop() it when done."""
+def start_digits_stack(run_dir: Path, workers: int, **settings: str) -> RunningStack:
+    """The demo model behind real nginx and gunicorn, started and ready; stop() it when done.
+    ``settings`` are more environment settings (api/config.py's)."""
     assert DIGITS.is_file(), "the demo model is missing: `make test` trains it first"
     # A generous deadline: on a busy shared machine, overload shedding (a 503 by design,
     # tested on its own) must not be mistaken for the failures these tests look for.
-    env = {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": str(workers), "REQUEST_DEADLINE_MS": "30000"}
+    env = {"MODEL_PATH": str(DIGITS), "WEB_CONCURRENCY": str(workers), "REQUEST_DEADLINE_MS": "30000", **settings}
     stack = RunningStack(run_dir, env).start()
     # Ready means one worker serves; tests that stop or kill workers want them all serving.
     if not stack.wait_for_log("serves slot", count=workers):

@@ -73,6 +73,24 @@ def test_raw_counts_the_cpu_of_the_timed_calls_only():
     assert 0 < rate * cpu_us_per_sample / 1e6 <= 1.2
 
 
+def test_a_raw_process_runs_on_the_cores_it_is_given_as_a_fleet_worker_does():
+    import multiprocessing
+
+    cpu = max(os.sched_getaffinity(0))
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    worker = context.Process(target=bench._raw_worker, args=(str(DIGITS), "auto", 1, 16, 0.2, queue, [cpu]))
+    worker.start()
+    *_, ran_on = queue.get(timeout=120)
+    worker.join()
+    assert ran_on == [cpu]
+
+
+def test_the_naive_server_runs_unpinned_as_the_guides_run_it():
+    assert bench.system_env(DIGITS, "naive")["WORKER_CPU_AFFINITY"] == "off"
+    assert all("WORKER_CPU_AFFINITY" not in bench.system_env(DIGITS, system) for system in ("floor", "fleet"))
+
+
 def test_http_bound_adds_the_floor_s_cost_to_the_model_s():
     # Raw: 1,000 samples/s using both cores (2,000 us each); the floor 500 us a request.
     systems = {"raw": {"samples_per_s": 1000, "cpu_us_per_sample": 2000}, "floor": {"cpu_us_per_request": 500}}
@@ -375,3 +393,36 @@ def test_floor_plus_refuses_an_unknown_part():
 
     with pytest.raises(ValueError, match="unknown part 'gil'"):
         bench_apps.floor_plus("gil")
+
+
+# --- scripts/bench_affinity.py: one fleet, its workers pinned and unpinned in turn -------------
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two cores to choose from")
+def test_the_affinity_bench_measures_the_workers_pinned_and_unpinned_in_alternating_order(monkeypatch, capsys):
+    import bench_affinity
+
+    every_core = os.sched_getaffinity(0)
+    servers, seen = [], []
+
+    class NotedServer(bench.Server):
+        def __enter__(self):
+            servers.append(super().__enter__())
+            return servers[-1]
+
+    measure = bench.wrk
+
+    def wrk_noting_the_workers(*args, **kwargs):
+        # What the workers' threads may run on while each measurement runs (not the warm-up's).
+        if servers:
+            threads = bench_affinity.worker_threads(servers[-1].processes[0].pid)
+            seen.append(sorted({tuple(sorted(cores)) for cores in threads.values()}))
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "Server", NotedServer)
+    monkeypatch.setattr(bench, "wrk", wrk_noting_the_workers)
+    assert bench_affinity.main(["small", "--rounds", "2", "--seconds", "1", "--warmup", "0", "--port", "18390"]) == 0
+    out = capsys.readouterr().out
+    assert "pinned / unpinned:" in out and out.count("round ") == 2
+    unpinned, pinned = [tuple(sorted(every_core))], [(core,) for core in sorted(every_core)[:2]]
+    assert seen == [unpinned, pinned, pinned, unpinned]  # the order alternates between rounds

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from api.config import Config, available_cores
+from api.config import CORES, Config, available_cores
 
 
 def test_defaults_without_environment():
@@ -28,7 +30,8 @@ def test_values_are_parsed_by_type():
     "variable, value, message",
     [("MAX_INSTANCES", "many", "MAX_INSTANCES must be an integer"),
      ("MAX_BATCH_WAIT_MS", "soon", "MAX_BATCH_WAIT_MS must be a number"),
-     ("ALLOW_UNSAFE_MODEL", "perhaps", "ALLOW_UNSAFE_MODEL must be true or false")],
+     ("ALLOW_UNSAFE_MODEL", "perhaps", "ALLOW_UNSAFE_MODEL must be true or false"),
+     ("WORKER_CPU_AFFINITY", "pinned", "WORKER_CPU_AFFINITY must be one of auto, off")],
 )
 def test_a_wrong_type_names_the_variable(variable, value, message):
     with pytest.raises(ValueError, match=message):
@@ -40,6 +43,14 @@ def test_tensorflow_threads_split_the_cores_between_workers():
     assert Config.from_env({"WEB_CONCURRENCY": str(cores)}).intra_op_threads == 1
     assert Config.from_env({"WEB_CONCURRENCY": "1"}).intra_op_threads == cores
     assert Config.from_env({"TF_INTRA_OP_THREADS": "3"}).intra_op_threads == 3
+
+
+def test_a_pinned_worker_sizes_its_threads_by_the_machine_not_by_its_share(monkeypatch):
+    # A worker pinned to one core of two (api/affinity.py) still computes its threads
+    # from the master's cores: "cores / workers", not "its one core / workers".
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert available_cores() == 1
+    assert Config.from_env({"WEB_CONCURRENCY": "1"}).intra_op_threads == CORES
 
 
 def test_mapping_accepts_field_or_variable_names():

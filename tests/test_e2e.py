@@ -370,6 +370,43 @@ def test_a_worker_restarted_under_load_answers_everything_and_takes_its_share(tm
         stack.stop()
 
 
+def thread_cores(pid: int) -> set[tuple[int, ...]]:
+    """The core sets the threads of process ``pid`` may run on (one set when they agree)."""
+    return {tuple(sorted(os.sched_getaffinity(int(thread)))) for thread in os.listdir(f"/proc/{pid}/task")}
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two cores to choose from")
+def test_each_worker_runs_on_cores_of_its_own_and_its_replacement_takes_them(tmp_path):
+    from api.affinity import worker_cores
+
+    cores = sorted(os.sched_getaffinity(0))
+    shares = {tuple(worker_cores(slot, 2, cores)) for slot in range(2)}
+    stack = start_digits_stack(tmp_path, workers=2)
+    try:
+        master = stack.pid("gunicorn")
+        # Every thread (request threads, the model's) on its worker's share; the two disjoint.
+        by_worker = {pid: thread_cores(pid) for pid in worker_pids(master)}
+        assert all(len(sets) == 1 for sets in by_worker.values()), by_worker
+        assert sorted(share for (share,) in by_worker.values()) == sorted(shares), by_worker
+        stopped = min(by_worker)
+        os.kill(stopped, signal.SIGTERM)
+        assert stack.wait_for_log("serves slot", count=3), "no replacement worker is serving"
+        (replacement,) = worker_pids(master) - set(by_worker)
+        assert thread_cores(replacement) == by_worker[stopped]
+        assert stack.post("/predict", json={"instances": digits_images(1).tolist()}).status_code == 200
+    finally:
+        stack.stop()
+
+
+def test_workers_left_unpinned_may_run_on_every_core(tmp_path):
+    stack = start_digits_stack(tmp_path, workers=2, WORKER_CPU_AFFINITY="off")
+    try:
+        every_core = tuple(sorted(os.sched_getaffinity(0)))
+        assert [thread_cores(pid) for pid in worker_pids(stack.pid("gunicorn"))] == [{every_core}] * 2
+    finally:
+        stack.stop()
+
+
 def test_nginx_sends_a_request_to_the_idle_worker_not_behind_a_busy_one(tmp_path):
     # One request thread per worker: a worker computing a long prediction cannot start
     # another. On gunicorn's one shared socket, nginx's kept-alive connection could

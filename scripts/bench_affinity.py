@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""What pinning the workers to cores (WORKER_CPU_AFFINITY=auto) is worth: one fleet,
+measured with its workers pinned and unpinned in turn.
+
+    .venv/bin/python scripts/bench_affinity.py image --image-dtype uint8
+    .venv/bin/python scripts/bench_affinity.py small --rounds 4
+
+The fleet starts as `make bench` runs it, so its workers pin themselves. Each round
+measures it twice under the benchmark's wrk load, in an order that alternates: once
+with every thread of every worker allowed on every core (as WORKER_CPU_AFFINITY=off
+leaves them), once with each thread back on the cores its worker chose. One running
+stack, the same workers and the same loaded model for both, and the two measured
+minutes apart at most: this shared machine's drift, which moves `make bench`'s
+absolute numbers by 10-30%, moves both alike. Prints each round's pinned / unpinned
+requests/s and their geometric mean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import psutil
+
+sys.path[:0] = [str(Path(__file__).resolve().parent)]
+
+import bench  # noqa: E402 (after the path above)
+
+
+def worker_threads(master_pid: int) -> dict[int, set[int]]:
+    """Every thread of gunicorn's workers, with the cores it may run on now."""
+    threads = {}
+    for worker in psutil.Process(master_pid).children():
+        for thread in worker.threads():
+            threads[thread.id] = os.sched_getaffinity(thread.id)
+    return threads
+
+
+def set_affinity(threads: dict[int, set[int]]) -> None:
+    """Give each thread its cores (a thread that ended meanwhile is skipped)."""
+    for thread, cores in threads.items():
+        try:
+            os.sched_setaffinity(thread, cores)
+        except ProcessLookupError:
+            pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve the fleet, measure it pinned and unpinned in turn, print the rounds and the summary."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_model_arguments(parser)
+    bench.add_load_arguments(parser, seconds=15.0)
+    parser.set_defaults(rounds=3)
+    args = parser.parse_args(argv)
+
+    model_path, body, content_type = bench.model_and_body(args, "bench-affinity-")
+    every_core = os.sched_getaffinity(0)
+    ratios = []
+    with bench.Server(bench.APPS["fleet"], bench.system_env(model_path, "fleet"), body, content_type, args) as server:
+        pinned = worker_threads(server.processes[0].pid)
+        print(f"{args.model}: {len(pinned)} worker threads on cores "
+              f"{sorted({tuple(sorted(cores)) for cores in pinned.values()})}", flush=True)
+        for number in range(args.rounds):
+            rates = {}
+            order = ("unpinned", "pinned") if number % 2 == 0 else ("pinned", "unpinned")
+            for mode in order:
+                set_affinity(pinned if mode == "pinned" else dict.fromkeys(pinned, every_core))
+                measured = bench.wrk(server.url, body, content_type, args.connections, args.seconds)
+                rates[mode] = measured["requests_per_s"]
+            ratios.append(rates["pinned"] / rates["unpinned"])
+            print(f"round {number + 1}: unpinned {rates['unpinned']:.1f} req/s, pinned {rates['pinned']:.1f}, "
+                  f"pinned / unpinned {ratios[-1]:.3f}", flush=True)
+    print(f"pinned / unpinned: {statistics.geometric_mean(ratios):.3f} (geometric mean of {len(ratios)} rounds, "
+          f"{min(ratios):.3f}-{max(ratios):.3f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
