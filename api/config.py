@@ -99,9 +99,9 @@ class Config:
     workers: int = setting("WEB_CONCURRENCY", CORES, "gunicorn worker processes; each loads the model.")
     threads: int = setting("GUNICORN_THREADS", 8, "Request threads per worker (gthread); they feed the batcher.")
     worker_cpu_affinity: str = setting(
-        "WORKER_CPU_AFFINITY", "auto", "`auto`: each worker runs on cores of its own, its even share of them (when "
-        "the workers split the cores evenly; otherwise as `off`), so its caches stay warm; `off`: the kernel moves "
-        "workers between cores."
+        "WORKER_CPU_AFFINITY", "auto", "`auto`: each worker runs on cores of its own, its even share, so its caches "
+        "stay warm (as `off` when the workers do not split the cores evenly, or a share is smaller than "
+        "`TF_INTRA_OP_THREADS`); `off`: the kernel moves workers between cores."
     )
     bind: str = setting("GUNICORN_BIND", "unix:run/gunicorn.sock", "Where gunicorn listens; nginx proxies to it.")
     timeout: int = setting("GUNICORN_TIMEOUT", 60, "Seconds a silent worker (loading or stuck) lives before it is replaced.")

@@ -2,8 +2,8 @@
 """What pinning the workers to cores (WORKER_CPU_AFFINITY=auto) is worth: one fleet,
 measured with its workers pinned and unpinned in turn.
 
-    .venv/bin/python scripts/bench_affinity.py image --image-dtype uint8
-    .venv/bin/python scripts/bench_affinity.py small --rounds 4
+    .venv/bin/python scripts/bench_affinity.py fleet image --image-dtype uint8
+    .venv/bin/python scripts/bench_affinity.py floor small --rounds 4
 
 The fleet starts as `make bench` runs it, so its workers pin themselves. Each round
 measures it twice under the benchmark's wrk load, in an order that alternates: once
@@ -51,6 +51,7 @@ def set_affinity(threads: dict[int, set[int]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Serve the fleet, measure it pinned and unpinned in turn, print the rounds and the summary."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("system", choices=("fleet", "floor"), help="which of the benchmark's systems")
     bench.add_model_arguments(parser)
     bench.add_load_arguments(parser, seconds=15.0)
     parser.set_defaults(rounds=3)
@@ -59,9 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     model_path, body, content_type = bench.model_and_body(args, "bench-affinity-")
     every_core = os.sched_getaffinity(0)
     ratios = []
-    with bench.Server(bench.APPS["fleet"], bench.system_env(model_path, "fleet"), body, content_type, args) as server:
+    with bench.Server(bench.APPS[args.system], bench.system_env(model_path, args.system), body, content_type,
+                      args) as server:
         pinned = worker_threads(server.processes[0].pid)
-        print(f"{args.model}: {len(pinned)} worker threads on cores "
+        print(f"{args.system}, {args.model}: {len(pinned)} worker threads on cores "
               f"{sorted({tuple(sorted(cores)) for cores in pinned.values()})}", flush=True)
         for number in range(args.rounds):
             rates = {}

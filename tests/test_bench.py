@@ -421,7 +421,7 @@ def test_the_affinity_bench_measures_the_workers_pinned_and_unpinned_in_alternat
 
     monkeypatch.setattr(bench, "Server", NotedServer)
     monkeypatch.setattr(bench, "wrk", wrk_noting_the_workers)
-    assert bench_affinity.main(["small", "--rounds", "2", "--seconds", "1", "--warmup", "0", "--port", "18390"]) == 0
+    assert bench_affinity.main(["fleet", "small", "--rounds", "2", "--seconds", "1", "--warmup", "0", "--port", "18390"]) == 0
     out = capsys.readouterr().out
     assert "pinned / unpinned:" in out and out.count("round ") == 2
     unpinned, pinned = [tuple(sorted(every_core))], [(core,) for core in sorted(every_core)[:2]]
