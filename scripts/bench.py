@@ -10,6 +10,7 @@ fleet alternating for a few rounds:
     naive  Flask-RESTful calling model.predict per request (the usual guide)
     fleet  Keras Fleet as `make up` runs it
     raw    the model called in-process: best batch size, best processes x threads split
+           (each process on its share of the cores, as the fleet's workers are)
 
 then, with wrk too, the fleet's capacity (closed loop) and an open-loop Poisson rate at
 70% of it (tail latency) and at 2x it (load shedding: accepted and shed answers

@@ -1,18 +1,18 @@
 #!/usr/bin/env python3
-"""What pinning the workers to cores (WORKER_CPU_AFFINITY=auto) is worth: one fleet,
-measured with its workers pinned and unpinned in turn.
+"""What pinning the workers to cores (WORKER_CPU_AFFINITY=auto) is worth: one running
+system, measured with its workers pinned and unpinned in turn.
 
     .venv/bin/python scripts/bench_affinity.py fleet image --image-dtype uint8
     .venv/bin/python scripts/bench_affinity.py floor small --rounds 4
 
-The fleet starts as `make bench` runs it, so its workers pin themselves. Each round
-measures it twice under the benchmark's wrk load, in an order that alternates: once
-with every thread of every worker allowed on every core (as WORKER_CPU_AFFINITY=off
-leaves them), once with each thread back on the cores its worker chose. One running
-stack, the same workers and the same loaded model for both, and the two measured
-minutes apart at most: this shared machine's drift, which moves `make bench`'s
-absolute numbers by 10-30%, moves both alike. Prints each round's pinned / unpinned
-requests/s and their geometric mean.
+The system (the fleet, or the floor: the same stack answering a constant) starts as
+`make bench` runs it, so its workers pin themselves. Each round measures it twice under
+the benchmark's wrk load, in an order that alternates: once with every thread of every
+worker allowed on every core (as WORKER_CPU_AFFINITY=off leaves them), once with each
+thread back on the cores its worker chose. One running stack, the same workers (and
+loaded model) for both, measured seconds apart: this shared machine's drift, which
+moves `make bench`'s absolute numbers by 10-30%, moves both alike. Prints each round's
+pinned / unpinned requests/s and their geometric mean.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def set_affinity(threads: dict[int, set[int]]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Serve the fleet, measure it pinned and unpinned in turn, print the rounds and the summary."""
+    """Serve the system, measure it pinned and unpinned in turn, print the rounds and the summary."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("system", choices=("fleet", "floor"), help="which of the benchmark's systems")
     bench.add_model_arguments(parser)
