@@ -16,8 +16,11 @@ two cores one core would carry two workers, which the kernel balances better.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Sequence
+
+log = logging.getLogger(__name__)
 
 
 def worker_cores(slot: int, workers: int, cores: Sequence[int]) -> list[int] | None:
@@ -37,8 +40,8 @@ def worker_cores(slot: int, workers: int, cores: Sequence[int]) -> list[int] | N
 def pin_worker(slot: int, workers: int, mode: str, cores: Sequence[int], op_threads: int = 1) -> list[int] | None:
     """Pin the calling process to worker ``slot``'s share of ``cores`` (``mode`` as
     WORKER_CPU_AFFINITY); return its cores, or None when it stays unpinned: when off,
-    when the split is uneven, and when the share has fewer cores than the worker's
-    model runs ``op_threads`` on (they would take turns on them).
+    when the split is uneven, when the share has fewer cores than the worker's model
+    runs ``op_threads`` on (they would take turns on them), and when the system refuses.
 
     Call it before the process starts a thread: threads inherit the affinity of the
     thread that starts them, and one already running keeps its own.
@@ -46,5 +49,9 @@ def pin_worker(slot: int, workers: int, mode: str, cores: Sequence[int], op_thre
     share = worker_cores(slot, workers, cores) if mode == "auto" else None
     if share is None or len(share) < op_threads:
         return None
-    os.sched_setaffinity(0, share)
+    try:
+        os.sched_setaffinity(0, share)
+    except OSError as exc:  # a sandbox that forbids it (seccomp, a cpuset): serve unpinned
+        log.warning("worker left unpinned: setting its CPU affinity to %s failed: %s", share, exc)
+        return None
     return share

@@ -58,3 +58,12 @@ def test_a_pinned_worker_runs_on_its_share_only():
 def test_a_worker_stays_unpinned_when_off_or_when_its_share_is_too_small_for_its_threads(mode, op_threads):
     everything = sorted(os.sched_getaffinity(0))
     assert pinned_in_a_child(0, 2, mode, everything[:2], op_threads) == (None, everything)
+
+
+def test_a_worker_the_system_forbids_to_pin_serves_unpinned(monkeypatch, caplog):
+    def refuse(pid, cores):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "sched_setaffinity", refuse)
+    assert pin_worker(0, 2, "auto", [0, 1]) is None
+    assert "worker left unpinned" in caplog.text and "Operation not permitted" in caplog.text
