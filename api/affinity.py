@@ -4,8 +4,8 @@ Left to the kernel, a worker moves between cores: nginx and the other workers wa
 on its core, and it resumes on whichever core is free, where its caches and TLB hold
 someone else's data. Pinned to its own share of the cores, a worker comes back to
 warm caches. Measured here (two cores, two workers, the same running stack with its
-workers pinned and unpinned in turn): MobileNetV2 +1-4% images/s, the digits model
-+7-20% requests/s (docs/benchmark-history.md). Pinning nginx's workers as well made
+workers pinned and unpinned in turn, scripts/bench_affinity.py): the digits model +20%
+requests/s, MobileNetV2 +2-4% images/s (docs/benchmark-history.md). Pinning nginx's workers as well made
 the image model slower, with latency spikes: nginx stays free to run where there is
 room.
 
