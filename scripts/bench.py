@@ -480,6 +480,15 @@ def add_load_arguments(parser: argparse.ArgumentParser, seconds: float) -> None:
     parser.add_argument("--port", type=int, default=18080)
 
 
+def set_thread_affinity(threads: dict[int, set[int]]) -> None:
+    """Give each thread (by id) its cores; a thread that ended meanwhile is skipped."""
+    for thread, cores in threads.items():
+        try:
+            os.sched_setaffinity(thread, cores)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """The model and image body options of a script that serves one of the benchmark's models."""
     parser.add_argument("model", choices=("small", "image"), help="the demo digits model, or MobileNetV2")

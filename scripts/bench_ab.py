@@ -48,12 +48,7 @@ def pin(processes: list, cpu: int) -> None:
     """Move every thread of ``processes`` and of their children to ``cpu``."""
     family = [psutil.Process(process.pid) for process in processes]
     family += [child for process in family for child in process.children(recursive=True)]
-    for member in family:
-        for thread in member.threads():
-            try:
-                os.sched_setaffinity(thread.id, {cpu})
-            except (ProcessLookupError, PermissionError):  # a thread that ended meanwhile
-                pass
+    bench.set_thread_affinity({thread.id: {cpu} for member in family for thread in member.threads()})
 
 
 def measure_round(servers: list, cpus: tuple[int, int], body: Path, content_type: str, args) -> list[dict]:

@@ -39,15 +39,6 @@ def worker_threads(master_pid: int) -> dict[int, set[int]]:
     return threads
 
 
-def set_affinity(threads: dict[int, set[int]]) -> None:
-    """Give each thread its cores (a thread that ended meanwhile is skipped)."""
-    for thread, cores in threads.items():
-        try:
-            os.sched_setaffinity(thread, cores)
-        except ProcessLookupError:
-            pass
-
-
 def main(argv: list[str] | None = None) -> int:
     """Serve the system, measure it pinned and unpinned in turn, print the rounds and the summary."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -69,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             rates = {}
             order = ("unpinned", "pinned") if number % 2 == 0 else ("pinned", "unpinned")
             for mode in order:
-                set_affinity(pinned if mode == "pinned" else dict.fromkeys(pinned, every_core))
+                bench.set_thread_affinity(pinned if mode == "pinned" else dict.fromkeys(pinned, every_core))
                 measured = bench.wrk(server.url, body, content_type, args.connections, args.seconds)
                 rates[mode] = measured["requests_per_s"]
             ratios.append(rates["pinned"] / rates["unpinned"])
