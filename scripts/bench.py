@@ -24,15 +24,18 @@ point: the machine is shared and noisy.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -194,7 +197,12 @@ class Server:
         return self
 
     def __exit__(self, *exc) -> None:
-        self.stack.stop({"gunicorn": self.processes[0].pid, "nginx": self.processes[1].pid})
+        try:
+            self.stack.stop({"gunicorn": self.processes[0].pid, "nginx": self.processes[1].pid})
+        finally:
+            # Its run directory holds nginx's access log, ~100 MB after one benchmark load:
+            # kept, every run would leave that in /tmp. A failed start's error quotes the logs.
+            shutil.rmtree(self.stack.run_dir, ignore_errors=True)
 
     @property
     def url(self) -> str:
@@ -496,10 +504,17 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the image body's values, as `make bench --image-dtype` sends them")
 
 
-def model_and_body(args, prefix: str) -> tuple[Path, Path, str]:
-    """The model ``args.model`` names, and its benchmark body (in a new directory): path, body, content type."""
+def model_and_body(args, directory: Path) -> tuple[Path, Path, str]:
+    """The model ``args.model`` names, and its benchmark body (written in ``directory``): path, body, content type."""
     model_path = REPO / SMALL_MODEL if args.model == "small" else image_model()
-    return (model_path, *request_body(args.model, Path(tempfile.mkdtemp(prefix=prefix)), args.image_dtype))
+    return (model_path, *request_body(args.model, directory, args.image_dtype))
+
+
+@contextlib.contextmanager
+def scratch_directory(prefix: str) -> Iterator[Path]:
+    """A new directory for request bodies and such, removed with what is in it on leaving."""
+    with tempfile.TemporaryDirectory(prefix=prefix) as directory:
+        yield Path(directory)
 
 
 def write_reports(name: str, data: dict, table: str) -> None:
@@ -534,7 +549,6 @@ def main() -> int:
     args.raw_batches = {"small": [1, 16, 64, 256], "image": [1, 8, 16, 32]}
 
     REPORTS.mkdir(exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="bench-bodies-"))
     models = {"small": REPO / args.models, "image": image_model()}
     started = time.time()
     cores = os.cpu_count() or 1
@@ -544,12 +558,13 @@ def main() -> int:
                     # whose unloaded latency is its own CPU work (scripts/ideal_queue.py).
                     "ideal_queue": {"servers": cores, "load": TAIL_LOAD, "arrivals": args.arrivals,
                                     "p99_over_unloaded": ideal_queue.p99_over_service(cores, TAIL_LOAD, args.arrivals)}}
-    for name, path in models.items():
-        report[name] = bench_model(name, path, work, args)
-    report["ratios"] = ratios(report)
-    report["latency"] = {}
-    for name in ("small", "image"):
-        report["latency"][name] = bench_latency_and_overload(name, models[name], work, args)
+    with scratch_directory("bench-bodies-") as work:
+        for name, path in models.items():
+            report[name] = bench_model(name, path, work, args)
+        report["ratios"] = ratios(report)
+        report["latency"] = {}
+        for name in ("small", "image"):
+            report["latency"][name] = bench_latency_and_overload(name, models[name], work, args)
     # Overload matters where the model, not HTTP, is the bottleneck: the image model.
     report["overload"] = {"model_key": "image", **report["latency"]["image"]}
     report["ratios"]["overload_goodput_over_capacity"] = report["overload"]["goodput_over_capacity"]

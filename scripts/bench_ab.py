@@ -23,7 +23,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -83,7 +82,15 @@ def main(argv: list[str] | None = None) -> int:
     cores = tuple(sorted(os.sched_getaffinity(0))[:2])
     systems = [parse_system(args.a), parse_system(args.b)]
     os.chdir(REPO)
-    body, content_type = bench.request_body("small", Path(tempfile.mkdtemp(prefix="bench-ab-")))
+    with bench.scratch_directory("bench-ab-") as work:
+        ratios = compare(systems, cores, *bench.request_body("small", work), args)
+    print(f"B/A: {statistics.geometric_mean(ratios):.3f} (geometric mean of {len(ratios)} rounds, "
+          f"{min(ratios):.3f}-{max(ratios):.3f})")
+    return 0
+
+
+def compare(systems: list, cores: tuple[int, int], body: Path, content_type: str, args) -> list[float]:
+    """B / A requests/s of each round, the two systems served side by side (printed as it goes)."""
     servers = []
     try:
         for index, (app, settings) in enumerate(systems):
@@ -104,9 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for server in servers:
             server.__exit__()
-    print(f"B/A: {statistics.geometric_mean(ratios):.3f} (geometric mean of {len(ratios)} rounds, "
-          f"{min(ratios):.3f}-{max(ratios):.3f})")
-    return 0
+    return ratios
 
 
 if __name__ == "__main__":

@@ -48,7 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.set_defaults(rounds=3)
     args = parser.parse_args(argv)
 
-    model_path, body, content_type = bench.model_and_body(args, "bench-affinity-")
+    with bench.scratch_directory("bench-affinity-") as work:
+        model_path, body, content_type = bench.model_and_body(args, work)
+        ratios = measure(args, model_path, body, content_type)
+    print(f"pinned / unpinned: {statistics.geometric_mean(ratios):.3f} (geometric mean of {len(ratios)} rounds, "
+          f"{min(ratios):.3f}-{max(ratios):.3f})")
+    return 0
+
+
+def measure(args, model_path: Path, body: Path, content_type: str) -> list[float]:
+    """Each round's pinned / unpinned requests/s of one running system (printed as it goes)."""
     every_core = os.sched_getaffinity(0)
     ratios = []
     with bench.Server(bench.APPS[args.system], bench.system_env(model_path, args.system), body, content_type,
@@ -66,9 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             ratios.append(rates["pinned"] / rates["unpinned"])
             print(f"round {number + 1}: unpinned {rates['unpinned']:.1f} req/s, pinned {rates['pinned']:.1f}, "
                   f"pinned / unpinned {ratios[-1]:.3f}", flush=True)
-    print(f"pinned / unpinned: {statistics.geometric_mean(ratios):.3f} (geometric mean of {len(ratios)} rounds, "
-          f"{min(ratios):.3f}-{max(ratios):.3f})")
-    return 0
+    return ratios
 
 
 if __name__ == "__main__":

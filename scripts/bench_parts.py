@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
-from pathlib import Path
 
 import bench
 
@@ -37,14 +35,15 @@ VARIANTS = {
 
 def measure(args) -> dict[str, dict]:
     """Each variant's mean over the rounds: requests/s, CPU per request, latencies."""
-    body, content_type = bench.request_body("small", Path(tempfile.mkdtemp(prefix="bench-parts-")))
     env = bench.system_env(bench.REPO / args.model, "fleet")
     rounds: dict[str, list[dict]] = {name: [] for name in VARIANTS}
-    for number in range(args.rounds):
-        print(f"round {number + 1} of {args.rounds}:", flush=True)
-        for name, app in VARIANTS.items():
-            result = bench.measure_http(app, env, body, content_type, args)
-            rounds[name].append(result)
+    with bench.scratch_directory("bench-parts-") as work:
+        body, content_type = bench.request_body("small", work)
+        for number in range(args.rounds):
+            print(f"round {number + 1} of {args.rounds}:", flush=True)
+            for name, app in VARIANTS.items():
+                result = bench.measure_http(app, env, body, content_type, args)
+                rounds[name].append(result)
     return {name: bench.mean_of_rounds(results) for name, results in rounds.items()}
 
 

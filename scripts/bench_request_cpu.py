@@ -56,7 +56,16 @@ def main() -> int:
     sys.path[:0] = [str(REPO), str(REPO / "scripts")]
     os.chdir(REPO)
     os.environ.setdefault("MODEL_PATH", "models/digits.keras")
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bench-metrics-"))
+    with tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics:
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics)
+        results = measure(args)
+    for label, micros in results.items():
+        print(f"{label:<22} {micros:7.1f} us CPU per request")
+    return 0
+
+
+def measure(args) -> dict[str, float]:
+    """CPU microseconds per request of each app, at 1 and 8 threads."""
     os.environ.setdefault("TF_INTRA_OP_THREADS", "1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     from sklearn.datasets import load_digits
@@ -73,9 +82,7 @@ def main() -> int:
                for threads in (1, 8) for name, app in apps.items()}
     logging.getLogger().handlers[0].flush()  # the lines still waiting, to nowhere too
     sys.stdout = sys.__stdout__
-    for label, micros in results.items():
-        print(f"{label:<22} {micros:7.1f} us CPU per request")
-    return 0
+    return results
 
 
 if __name__ == "__main__":

@@ -44,8 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3, help="seconds of wrk load before serving")
     args = parser.parse_args(argv)
 
-    model_path, body, content_type = bench.model_and_body(args, "bench-serve-")
     stop = threading.Event()
+    with bench.scratch_directory("bench-serve-") as work:
+        model_path, body, content_type = bench.model_and_body(args, work)
+        serve(args, model_path, body, content_type, stop)
+    return 0
+
+
+def serve(args, model_path: Path, body: Path, content_type: str, stop: threading.Event) -> None:
+    """Start the system, print how to load it, and serve until ``stop`` is set (by a signal)."""
     env = bench.system_env(model_path, args.system)
     with bench.Server(bench.APPS[args.system], env, body, content_type, args) as server:
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -57,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
         print("Ctrl-C stops it", flush=True)
         while not stop.wait(1):
             pass
-    return 0
 
 
 if __name__ == "__main__":

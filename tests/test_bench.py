@@ -261,7 +261,19 @@ def test_bench_parts_table_prices_each_part_against_the_whole_fleet():
                          "| fleet without the model call | 800 | 0.80 | 450 | 150 |"]
 
 
-def test_a_system_that_fails_to_start_leaves_nothing_running(body, tmp_path):
+@pytest.fixture
+def scratch(tmp_path, monkeypatch):
+    """Where the scripts' temporary directories go during a test (they must be gone after)."""
+    import tempfile
+
+    directory = tmp_path / "tmp"
+    directory.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(directory))
+    monkeypatch.setenv("TMPDIR", str(directory))  # for the scripts run as processes
+    return directory
+
+
+def test_a_system_that_fails_to_start_leaves_nothing_running(body, scratch):
     import socket
     import types
 
@@ -276,9 +288,10 @@ def test_a_system_that_fails_to_start_leaves_nothing_running(body, tmp_path):
     with socket.socket() as probe:  # nginx let go of the port: it was stopped, not left behind
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
+    assert list(scratch.iterdir()) == []  # nor its run directory
 
 
-def test_a_system_s_settings_reach_its_stack_and_leave_the_environment_as_it_was(body, monkeypatch):
+def test_a_system_s_settings_reach_its_stack_and_leave_the_environment_as_it_was(body, monkeypatch, scratch):
     import types
 
     from tests.stack import free_port
@@ -290,10 +303,13 @@ def test_a_system_s_settings_reach_its_stack_and_leave_the_environment_as_it_was
         assert "MAX_IN_FLIGHT" not in os.environ  # a second system started now would not inherit it
         assert server.stack.config.max_in_flight == 3
         assert psutil.Process(server.processes[0].pid).environ()["MAX_IN_FLIGHT"] == "3"
+        assert server.stack.run_dir.parent == scratch and (server.stack.run_dir / "nginx.conf").exists()
     assert "MAX_IN_FLIGHT" not in os.environ
+    # Its run directory (nginx's access log: ~100 MB after a benchmark's load) went with it.
+    assert list(scratch.iterdir()) == []
 
 
-def test_bench_serve_serves_a_system_as_the_bench_runs_it_until_interrupted():
+def test_bench_serve_serves_a_system_as_the_bench_runs_it_until_interrupted(scratch):
     import signal
     import socket
     import urllib.request
@@ -307,7 +323,7 @@ def test_bench_serve_serves_a_system_as_the_bench_runs_it_until_interrupted():
         lines = [serving.stdout.readline() for _ in range(6)]
         assert lines[0].startswith(f"serving fleet (digits.keras) at http://127.0.0.1:{port}/predict"), lines
         body_path = lines[1].split()[1]
-        assert lines[1].strip().endswith("(application/json)")
+        assert lines[1].strip().endswith("(application/json)") and body_path.startswith(str(scratch))
         assert any(line.strip().startswith("hey ") and body_path in line for line in lines)
         request = urllib.request.Request(f"http://127.0.0.1:{port}/predict", data=open(body_path, "rb").read(),
                                          headers={"Content-Type": "application/json"})
@@ -322,6 +338,7 @@ def test_bench_serve_serves_a_system_as_the_bench_runs_it_until_interrupted():
     with socket.socket() as probe:  # the stack was stopped, not left behind
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         probe.bind(("127.0.0.1", port))
+    assert list(scratch.iterdir()) == []  # nor the body it wrote, nor the stack's run directory
 
 
 # --- scripts/bench_ab.py: two systems side by side, a core each ------------------------------
@@ -357,7 +374,7 @@ def test_pin_moves_every_thread_of_a_process_and_its_children():
         parent.wait()
 
 
-def test_side_by_side_measures_both_systems_each_round_on_swapped_cores(capsys):
+def test_side_by_side_measures_both_systems_each_round_on_swapped_cores(capsys, scratch):
     assert bench_ab.main(["bench_apps:floor()", "fleet LOG_LEVEL=warning", "--rounds", "2",
                           "--seconds", "1", "--warmup", "1", "--port", "18380"]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -368,6 +385,7 @@ def test_side_by_side_measures_both_systems_each_round_on_swapped_cores(capsys):
         a, b = (float(part.split()[1]) for part in line.split(": ", 1)[1].split(", ")[:2])
         assert a > 0 and b > 0
     assert lines[-1].startswith("B/A: ") and "geometric mean of 2 rounds" in lines[-1]
+    assert list(scratch.iterdir()) == []  # the body and both run directories removed
 
 
 def test_the_floor_plus_a_part_answers_the_floor_s_constant_after_doing_that_part(monkeypatch):
@@ -399,7 +417,8 @@ def test_floor_plus_refuses_an_unknown_part():
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two cores to choose from")
-def test_the_affinity_bench_measures_the_workers_pinned_and_unpinned_in_alternating_order(monkeypatch, capsys):
+def test_the_affinity_bench_measures_the_workers_pinned_and_unpinned_in_alternating_order(monkeypatch, capsys,
+                                                                                         scratch):
     import bench_affinity
 
     every_core = os.sched_getaffinity(0)
@@ -426,3 +445,4 @@ def test_the_affinity_bench_measures_the_workers_pinned_and_unpinned_in_alternat
     assert "pinned / unpinned:" in out and out.count("round ") == 2
     unpinned, pinned = [tuple(sorted(every_core))], [(core,) for core in sorted(every_core)[:2]]
     assert seen == [unpinned, pinned, pinned, unpinned]  # the order alternates between rounds
+    assert list(scratch.iterdir()) == []
