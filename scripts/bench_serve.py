@@ -8,6 +8,7 @@ and settings, warmed up the same way (wrk, 16 connections, 3 s). The body the be
 sends is written to a file, and the URL, the body and a command line for wrk (the
 benchmark's own closed loop), hey and curl are printed: another load generator then
 measures the very system the report measured. One system at a time, on one port.
+Stopped, it removes the body's file and the stack's run directory (its logs).
 """
 
 from __future__ import annotations
