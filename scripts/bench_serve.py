@@ -45,15 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3, help="seconds of wrk load before serving")
     args = parser.parse_args(argv)
 
-    stop = threading.Event()
     with bench.scratch_directory("bench-serve-") as work:
         model_path, body, content_type = bench.model_and_body(args, work)
-        serve(args, model_path, body, content_type, stop)
+        serve(args, model_path, body, content_type)
     return 0
 
 
-def serve(args, model_path: Path, body: Path, content_type: str, stop: threading.Event) -> None:
-    """Start the system, print how to load it, and serve until ``stop`` is set (by a signal)."""
+def serve(args, model_path: Path, body: Path, content_type: str) -> None:
+    """Start the system, print how to load it, and serve until SIGINT or SIGTERM."""
+    stop = threading.Event()
     env = bench.system_env(model_path, args.system)
     with bench.Server(bench.APPS[args.system], env, body, content_type, args) as server:
         for signum in (signal.SIGINT, signal.SIGTERM):
