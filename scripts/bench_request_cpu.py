@@ -55,7 +55,9 @@ def main() -> int:
     args = parser.parse_args()
     sys.path[:0] = [str(REPO), str(REPO / "scripts")]
     os.chdir(REPO)
-    os.environ.setdefault("MODEL_PATH", "models/digits.keras")
+    import bench
+
+    os.environ.setdefault("MODEL_PATH", bench.SMALL_MODEL)
     with tempfile.TemporaryDirectory(prefix="bench-metrics-") as metrics:
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", metrics)
         results = measure(args)
