@@ -6,9 +6,10 @@
 floor: Flask-RESTful answering a constant: what the HTTP stack alone can carry.
 naive: what the usual deployment guides show: Flask-RESTful calling model.predict
        on each request's body. Both read MODEL_PATH like the real app.
-minimal: the least a model server can do on this stack: JSON instances to an array,
-       the model as Keras Fleet runs it, the answer as JSON; nothing checked, joined,
-       counted or logged (scripts/bench_parts.py); never served.
+minimal: the least a model server can do on this stack: JSON instances (or an npy
+       array) to an array, the model as Keras Fleet runs it, the answer as JSON;
+       nothing checked, joined, counted or logged (`make bench`'s image rows,
+       scripts/bench_parts.py).
 fleet_without('model,batcher,telemetry'): Keras Fleet with parts of its work taken
        out, to measure what each costs (scripts/bench_parts.py); never served.
 floor_plus('parse'): the floor doing one part of the fleet's work besides (FLOOR_PARTS),
@@ -67,12 +68,17 @@ def minimal() -> Flask:
     import orjson
     from flask import Response
 
+    from api.binary import read_npy  # a view of the body, its header read once per shape: the cheapest read
+
     model = _served_model("minimal")
     (name,), output = [info.name for info in model.signature.inputs], model.signature.outputs[0].name
 
     class Predict(Resource):
         def post(self):
-            batch = np.asarray(orjson.loads(request.get_data())["instances"], dtype=np.float32)
+            if request.mimetype == "application/x-npy":  # the benchmark's image bodies, float32 or uint8
+                batch = read_npy(request.get_data()).astype(np.float32, copy=False)
+            else:
+                batch = np.asarray(orjson.loads(request.get_data())["instances"], dtype=np.float32)
             answer = {"predictions": model.predict({name: batch})[output]}
             return Response(orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY), content_type="application/json")
 

@@ -7,6 +7,7 @@ mean what its README says.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -243,6 +244,50 @@ def test_the_minimal_model_server_answers_what_the_fleet_answers(fleet_without):
     minimal = bench_apps.minimal().test_client()
     for body in digit_requests(3):
         np.testing.assert_allclose(predictions(minimal, body), predictions(fleet_without(""), body), rtol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "uint8"])
+def test_the_minimal_model_server_reads_npy_bodies_as_the_fleet_does(fleet_without, dtype):
+    import io
+
+    import bench_apps
+    from sklearn.datasets import load_digits
+
+    minimal = bench_apps.minimal().test_client()
+    images = load_digits().images[:3].astype(dtype)  # pixels 0-16: the same values in either dtype
+    npy = io.BytesIO()
+    np.save(npy, images)
+
+    def answer(client):
+        response = client.post("/predict", data=npy.getvalue(), content_type="application/x-npy")
+        assert response.status_code == 200, response.get_data(as_text=True)
+        return response.get_json()["predictions"]
+
+    got = answer(minimal)
+    assert len(got) == 3 and got != [got[0]] * 3  # three digits, three answers
+    np.testing.assert_allclose(got, answer(fleet_without("")), rtol=1e-5)
+
+
+def test_the_image_model_alternates_the_minimal_server_with_the_floor_and_the_fleet(monkeypatch, tmp_path):
+    measured = []
+
+    def measure_http(app, env, body, content_type, args):
+        measured.append(next(system for system, known in bench.APPS.items() if known == app))
+        return {"requests_per_s": 100.0, "p50_ms": 1.0, "p99_ms": 2.0, "cpu_us_per_request": 10.0, "errors": 0,
+                "requests": 1000}
+
+    monkeypatch.setattr(bench, "measure_http", measure_http)
+    monkeypatch.setattr(bench, "measure_raw", lambda *a, **k: {"samples_per_s": 200.0, "engine": "tensorflow"})
+    monkeypatch.setattr(bench, "request_body", lambda name, work, dtype: (tmp_path / "body", "application/x-npy"))
+    args = argparse.Namespace(rounds=2, image_dtype="float32", connections=16, raw_batches={"small": [1], "image": [1]},
+                              raw_seconds=1, seconds=1)
+    image = bench.bench_model("image", tmp_path / "model.keras", tmp_path, args)
+    assert measured == ["naive", "floor", "fleet", "minimal", "floor", "fleet", "minimal"]
+    assert set(image["systems"]) == {"floor", "naive", "fleet", "minimal", "raw"}
+    measured.clear()
+    small = bench.bench_model("small", tmp_path / "model.keras", tmp_path, args)
+    assert measured == ["naive", "floor", "fleet", "floor", "fleet"]
+    assert "minimal" not in small["systems"]
 
 
 def test_fleet_without_refuses_an_unknown_part(fleet_without):

@@ -31,7 +31,8 @@ def latency_row(p99_ratio: float, goodput: float) -> dict:
 @pytest.fixture
 def report() -> dict:
     systems = {"floor": http_row(3800), "naive": http_row(37), "fleet": http_row(3300), "raw": raw_row(7e6)}
-    image = {"floor": http_row(1400), "naive": http_row(23), "fleet": http_row(230), "raw": raw_row(324)}
+    image = {"floor": http_row(1400), "naive": http_row(23), "fleet": http_row(230), "minimal": http_row(220),
+             "raw": raw_row(324)}
     report = {"machine": {"cores": 2}, "image_dtype": "uint8", "small": {"systems": systems},
               "image": {"systems": image},
               "ideal_queue": {"servers": 2, "load": 0.7, "arrivals": "poisson", "p99_over_unloaded": 4.09},
@@ -45,12 +46,23 @@ def test_the_table_has_a_row_for_every_target_and_the_ideal_server_s_tail(report
     rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:] for line in table.splitlines() if " | " in line}
     assert rows["small: fleet / floor (requests/s)"][0] == str(round(3300 / 3800, 3))
     assert rows["image: fleet / raw (samples/s; uint8 bodies)"][0] == str(round(230 / 324, 3))
+    assert "| image | minimal | 220 | 220 |" in table
+    minimal = next(cells for label, cells in rows.items() if label.startswith("image: minimal / raw"))
+    assert minimal == [str(round(220 / 324, 3)), "(bound, measured) |"]
+    assert rows["image: fleet / minimal (samples/s)"][0] == str(round(230 / 220, 3))
     ideal_label = "an ideal server here, p99 at 70% load (Poisson arrivals) / unloaded"
     ideal = next(cells for label, cells in rows.items() if label.startswith(ideal_label))
     assert ideal == ["4.09", "(best case) |"]
     assert "2 cores each serving one request at a time" in table
     assert any(label.startswith("small: p99 at 70% load") and cells[0] == "12.05" for label, cells in rows.items())
     assert any(label.startswith("image: goodput at 2×") and cells[0] == "0.817" for label, cells in rows.items())
+
+
+def test_a_report_without_the_minimal_server_has_no_ratios_of_it(report):
+    del report["image"]["systems"]["minimal"]
+    ratios = bench.ratios(report)
+    assert "image_minimal_vs_raw" not in ratios and "image_fleet_vs_minimal" not in ratios
+    assert "minimal" not in bench.markdown({**report, "ratios": ratios})
 
 
 @pytest.mark.parametrize("arrivals, image_dtype, name", [
