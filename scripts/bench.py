@@ -305,7 +305,7 @@ def mean_of_rounds(rounds: list[dict]) -> dict:
 
 
 def bench_model(name: str, model_path: Path, work: Path, args) -> dict:
-    """floor, naive, fleet and raw for one model."""
+    """floor, naive, fleet (minimal for the image model) and raw for one model."""
     body, content_type = request_body(name, work, args.image_dtype)
     print(f"{name} model ({model_path.name}), {content_type}, {args.connections} connections:", flush=True)
     # floor and fleet alternate for --rounds rounds: this shared machine's speed drifts
@@ -319,8 +319,8 @@ def bench_model(name: str, model_path: Path, work: Path, args) -> dict:
     for _ in range(args.rounds):
         for system in alternating:
             rounds[system].append(measure_http(APPS[system], system_env(model_path, system), body, content_type, args))
-    rows = {"floor": mean_of_rounds(rounds.pop("floor")), "naive": naive,
-            **{system: mean_of_rounds(measured) for system, measured in rounds.items()}}
+    rows = {"floor": mean_of_rounds(rounds["floor"]), "naive": naive,
+            **{system: mean_of_rounds(rounds[system]) for system in alternating if system != "floor"}}
     for row in rows.values():
         row["samples_per_s"] = row["requests_per_s"]  # one instance per request
     rows["raw"] = measure_raw(model_path, args.raw_batches[name], args.raw_seconds, args.seconds)
