@@ -121,7 +121,7 @@ def wrk(url: str, body: Path, content_type: str, connections: int, seconds: floa
     connections -= connections % threads
     env = dict(os.environ, BENCH_BODY=str(body), BENCH_CONTENT_TYPE=content_type, BENCH_RATE=str(rate),
                BENCH_TRACK="1" if track else "0", BENCH_ARRIVALS=arrivals,
-               BENCH_THREADS=str(threads), BENCH_CONNECTIONS_PER_THREAD=str(connections // threads))
+               BENCH_THREADS=str(threads))
     busy_before, wrk_before = machine_busy_seconds(), children_cpu_seconds()
     out = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{max(1, round(seconds))}s", "--timeout", "10s",
@@ -148,7 +148,7 @@ def wrk(url: str, body: Path, content_type: str, connections: int, seconds: floa
         **cores,
     }
     if track:
-        # Counted by the script per status, the connections' first GETs left out.
+        # Counted by the script per status.
         statuses = {int(status): count for status, count in raw["statuses"].items()}
         ok = sum(count for status, count in statuses.items() if 200 <= status < 300)
         shed = statuses.get(503, 0)

@@ -10,14 +10,16 @@
 --                                   wrk2's and k6's constant-rate open loops send
 --   BENCH_THREADS                   wrk's -t, to split BENCH_RATE between its threads
 --   BENCH_TRACK                     1: time and count each answer by status (below)
---   BENCH_CONNECTIONS_PER_THREAD    wrk's -c / -t (tracked runs need it, below)
 --
 -- Tracked, every request is timed on its own and counted by status: each carries an
 -- id in X-Request-ID, which the stack's nginx echoes, so its answer is matched to its
 -- send time (wrk's own histogram cannot tell an accepted request from a shed one).
--- The first request of each connection is then a GET of /healthz/ready, left out of
--- the counts: wrk sends it on connecting, before any schedule could apply, and one POST
--- per connection all at once would be a burst, not the rate asked for.
+-- Every request, a connection's first too, is the POST and waits for its turn in the
+-- schedule: wrk asks delay() before each one it sends (a connection is created
+-- "delayed"), so there is no burst on connecting, and no request to leave out. (An
+-- earlier version opened each connection with a GET that it did not count; it took
+-- the schedule's first turns all the same, and over 400 connections at 2x an image
+-- model's capacity that was the run's first 0.8 s, with no prediction offered.)
 
 local ffi = require("ffi")
 ffi.cdef [[
@@ -73,7 +75,6 @@ if rate > 0 then
 end
 
 if track then
-  local connecting = tonumber(os.getenv("BENCH_CONNECTIONS_PER_THREAD") or "0")
   latencies_us = {}   -- of 2xx answers; globals, so that done() can read them per thread
   statuses = {}       -- status code (as a string) -> count
   -- A request is a new Lua string; building one with a large body for each send costs
@@ -84,10 +85,6 @@ if track then
   local slot_requests, slot_sent_us, free_slots = {}, {}, {}
 
   function request()
-    if connecting > 0 then
-      connecting = connecting - 1
-      return wrk.format("GET", "/healthz/ready", {["X-Request-ID"] = "warm"}, nil)
-    end
     local slot = table.remove(free_slots)
     if slot == nil then
       slot = #slot_requests + 1
