@@ -155,20 +155,35 @@ def test_overload_offers_twice_the_capacity_and_compares_goodput_with_capacity_a
     capacity = bench.wrk(stack.url + "/predict", *body, connections=4, seconds=2)["requests_per_s"]
     row = bench.overload("test", stack.url + "/predict", *body, capacity, args)
     # Two predictions in flight at most (the fixture), offered twice what four clients
-    # got through: the excess is shed, and goodput is measured against the capacity
+    # got through: the excess is refused, and goodput is measured against the capacity
     # before and after the run.
-    assert row["at_2x"]["offered_per_s"] == round(2 * capacity, 1)
-    assert row["at_2x"]["shed_503"] > 0 and row["at_2x"]["other_errors"] == 0
+    at_2x, tracked = row["at_2x"], row["at_2x_tracked"]
+    assert at_2x["offered_per_s"] == tracked["offered_per_s"] == round(2 * capacity, 1)
+    assert at_2x["status_errors"] > 0 and at_2x["socket_errors"] == 0
+    # wrk's own count: what was answered below 400 is the goodput.
+    expected = at_2x["answered_per_s"] * (1 - at_2x["status_errors"] / at_2x["requests"])
+    assert abs(at_2x["goodput_per_s"] - expected) <= 0.1, at_2x
     around = (capacity + row["capacity_after_2x_per_s"]) / 2
-    assert row["goodput_over_capacity"] == round(row["at_2x"]["goodput_per_s"] / around, 3)
+    assert row["goodput_over_capacity"] == round(at_2x["goodput_per_s"] / around, 3)
     assert row["capacity_steady"] == (abs(capacity - row["capacity_after_2x_per_s"]) <= 0.2 * around)
+    # The run that times each answer tells the refused apart: all 503, none other.
+    assert tracked["shed_503"] > 0 and tracked["other_errors"] == 0 and tracked["p99_ms"] is not None
+    assert row["goodput_tracked_over_capacity"] == round(tracked["goodput_per_s"] / around, 3)
     # Per core left to the server side: each run's goodput over the cores the machine
     # was busy with, less wrk's own.
     after = row["capacity_after_2x"]
     assert after["requests_per_s"] == row["capacity_after_2x_per_s"]
-    per_core_at_2x = row["at_2x"]["goodput_per_s"] / row["at_2x"]["server_side_cores"]
+    per_core_at_2x = at_2x["goodput_per_s"] / at_2x["server_side_cores"]
     assert row["goodput_per_server_core_over_capacity"] == round(
         per_core_at_2x / (after["requests_per_s"] / after["server_side_cores"]), 3)
+
+
+def test_the_floor_s_overload_reference_skips_the_timed_run(stack, body):
+    import types
+
+    args = types.SimpleNamespace(overload_connections=16, connections=4, seconds=1, arrivals="poisson")
+    row = bench.overload("floor", stack.url + "/predict", *body, 50.0, args, accepted_latency=False)
+    assert "at_2x_tracked" not in row and row["at_2x"]["goodput_per_s"] > 0
 
 
 def test_request_cpu_counts_every_call_of_every_thread():

@@ -23,7 +23,8 @@ def raw_row(samples_per_s: float) -> dict:
 def latency_row(p99_ratio: float, goodput: float) -> dict:
     return {"p99_at_70_over_unloaded_p50": p99_ratio, "goodput_over_capacity": goodput,
             "goodput_per_server_core_over_capacity": 0.95, "deadline_ms": 1000.0,
-            "at_2x": {"p99_ms": 25.0, "load_generator_cores": 0.3},
+            "goodput_tracked_over_capacity": round(goodput - 0.02, 3),
+            "at_2x": {"load_generator_cores": 0.3}, "at_2x_tracked": {"p99_ms": 25.0},
             "capacity_after_2x": {"load_generator_cores": 0.1},
             "floor_reference": {"p99_at_70_over_unloaded_p50": 12.3, "goodput_over_capacity": 0.87}}
 
@@ -55,7 +56,9 @@ def test_the_table_has_a_row_for_every_target_and_the_ideal_server_s_tail(report
     assert ideal == ["4.09", "(best case) |"]
     assert "2 cores each serving one request at a time" in table
     assert any(label.startswith("small: p99 at 70% load") and cells[0] == "12.05" for label, cells in rows.items())
-    assert any(label.startswith("image: goodput at 2×") and cells[0] == "0.817" for label, cells in rows.items())
+    goodput_label, goodput = next((label, cells) for label, cells in rows.items() if label.startswith("image: goodput at 2×"))
+    assert goodput[0] == "0.817" and "times each answer: 0.797" in goodput_label
+    assert rows["image: accepted p99 at 2× capacity (ms)"][0] == "25.0"
 
 
 def test_a_report_without_the_minimal_server_has_no_ratios_of_it(report):
