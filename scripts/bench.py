@@ -149,13 +149,6 @@ def wrk(url: str, body: Path, content_type: str, connections: int, seconds: floa
         "cpu_us_per_request": round(1e6 * busy / max(raw["requests"], 1), 1),
         **cores,
     }
-    if rate > 0:
-        # An open loop: what was offered, and what of it wrk saw answered below 400 (its
-        # own count, without a script call per request: the 2x run's goodput, with the
-        # client as light as in the capacity runs it is compared with).
-        result.update(offered_per_s=round(rate, 1), answered_per_s=result["requests_per_s"],
-                      goodput_per_s=round((raw["requests"] - raw["errors_status"]) / seconds_run, 1),
-                      status_errors=raw["errors_status"], socket_errors=raw["errors_socket"])
     if track:
         # Counted by the script per status.
         statuses = {int(status): count for status, count in raw["statuses"].items()}
@@ -171,6 +164,13 @@ def wrk(url: str, body: Path, content_type: str, connections: int, seconds: floa
             "p99_ms": raw["ok_p99_us"] / 1000 if ok else None,
             **cores,
         }
+    elif rate > 0:
+        # An open loop: what was offered, and what of it wrk saw answered below 400 (its
+        # own count, without a script call per request: the 2x run's goodput, with the
+        # client as light as in the capacity runs it is compared with).
+        result.update(offered_per_s=round(rate, 1), answered_per_s=result["requests_per_s"],
+                      goodput_per_s=round((raw["requests"] - raw["errors_status"]) / seconds_run, 1),
+                      status_errors=raw["errors_status"], socket_errors=raw["errors_socket"])
     return result
 
 
