@@ -109,11 +109,12 @@ def test_each_request_has_one_json_line_from_nginx_with_the_apps_fields(stack):
         assert not [name for name in response.headers if name.lower().startswith("x-fleet")], response.headers
     stack.post("/predict", data=b"{", headers={"Content-Type": "application/json", "X-Request-ID": "trace-bad"})
     stack.get("/healthz/ready", headers={"X-Request-ID": "trace-ready"})
+    stack.get("/metrics", headers={"X-Request-ID": "trace-nginx"})  # nginx answers it itself: no app fields
 
     def logged(lines):
         return {entry.get("request_id"): entry for entry in map(json.loads, lines)}  # each line is JSON
 
-    assert wait_for(lambda: set(ids + ["trace-bad", "trace-ready"]) <= set(logged(stack.access_log())))
+    assert wait_for(lambda: set(ids + ["trace-bad", "trace-ready", "trace-nginx"]) <= set(logged(stack.access_log())))
     nginx = logged(stack.access_log())
     for request_id in ids:
         line = nginx[request_id]
@@ -121,6 +122,8 @@ def test_each_request_has_one_json_line_from_nginx_with_the_apps_fields(stack):
         assert datetime.fromisoformat(line["time"]).microsecond % 1000 == 0  # milliseconds, like the app's lines
     assert (nginx["trace-bad"]["status"], nginx["trace-bad"]["batch_size"]) == (400, None)
     assert (nginx["trace-ready"]["endpoint"], nginx["trace-ready"]["key_id"]) == ("ready", "")
+    own = nginx["trace-nginx"]
+    assert (own["status"], own["endpoint"], own["model"], own["batch_size"], own["key_id"]) == (404, "", "", None, "")
     time.sleep(LOG_FLUSH_SECONDS + 0.5)  # anything the app would write has been written
     assert not set(ids + ["trace-bad", "trace-ready"]) & set(logged(stack.app_log())), "a second line per request"
     def model_loaded():

@@ -28,7 +28,7 @@ import pytest
 import requests
 
 from tests.aws_fakes import DEBIAN_OWNER, NEWEST_DEBIAN_AMI, EgressRecorder, MotoServer
-from tests.stack import REPO
+from tests.stack import REPO, wait_for
 from tests.test_e2e import HOSTILE, digits_images
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -212,6 +212,18 @@ def test_the_booted_image_serves_predictions_through_nginx(instance):
     assert requests.get(f"{URL}/healthz/live", timeout=10).json() == {"status": "alive"}
 
 
+def main_settings(config: str) -> dict[str, str]:
+    """nginx's main-context settings that `make bench` measures with: PCRE JIT, connections a worker."""
+    return {name: value for name, value in re.findall(r"^\s*(pcre_jit|worker_connections)\s+(\S+);", config, re.M)}
+
+
+def test_the_images_nginx_runs_the_main_settings_make_serve_benches(instance):
+    benched = main_settings((REPO / "deploy" / "nginx" / "nginx.conf").read_text())
+    assert benched == {"pcre_jit": "on", "worker_connections": "4096"}
+    # The image's: Debian's nginx.conf, edited when the image was baked.
+    assert main_settings(instance.run(["nginx", "-T"]).stdout) == benched
+
+
 def predict_caps(site) -> dict[str, int]:
     """The predict upstream's sockets and their caps on requests in flight (max_conns)."""
     block = site.read_text().split("upstream keras_fleet_predict {", 1)[1].split("}", 1)[0]
@@ -252,8 +264,12 @@ def test_the_booted_image_answers_routing_errors_and_logs_json_with_the_request_
                             headers={"X-Request-ID": "image-test-42"})
     assert unknown.status_code == 404 and unknown.json()["error"]
     assert requests.get(f"{URL}/v1/models/digits:predict", timeout=10).status_code == 405
-    lines = (image_root / "var/log/nginx/keras-fleet.access.log").read_text().splitlines()
-    assert "image-test-42" in {json.loads(line)["request_id"] for line in lines}
+
+    def logged_ids() -> set[str]:  # nginx writes its buffered lines at least once a second
+        lines = (image_root / "var/log/nginx/keras-fleet.access.log").read_text().splitlines()
+        return {json.loads(line)["request_id"] for line in lines}
+
+    assert wait_for(lambda: "image-test-42" in logged_ids(), timeout=10), logged_ids()
 
 
 # --- the amazon-ebs build against moto -----------------------------------------------------

@@ -40,6 +40,11 @@ install -D -m 0644 "$app/deploy/systemd/nginx-keras-fleet.conf" /etc/systemd/sys
 ln -sfn ../sites-available/keras-fleet.conf /etc/nginx/sites-enabled/keras-fleet.conf
 # Debian's default site also claims port 80 as default_server.
 rm -f /etc/nginx/sites-enabled/default
+# nginx's main settings as `make serve` and `make bench` run them (deploy/nginx/nginx.conf),
+# in Debian's own nginx.conf: regular expressions compiled to machine code (off in
+# Debian's), and 4096 connections a worker (Debian's 768 would cap a busy instance).
+sed -i -e 's/^\(\s*worker_connections\)\s\+[0-9]\+;/\1 4096;/' /etc/nginx/nginx.conf
+grep -q '^pcre_jit ' /etc/nginx/nginx.conf || sed -i '/^worker_processes /a pcre_jit on;' /etc/nginx/nginx.conf
 "$app/deploy/nginx/render-site.sh"
 
 systemctl daemon-reload
