@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
@@ -137,11 +137,13 @@ def test_each_request_has_one_json_line_from_nginx_with_the_apps_fields(stack):
     assert stack.stderr_log() == []
 
 
-def test_nginx_splits_the_apps_fields_a_key_id_and_a_model_name_with_a_space(tmp_path):
+def test_nginx_splits_the_apps_fields_a_key_id_and_a_model_name_with_a_space_and_a_zone_west_of_utc(tmp_path):
     keys_file = tmp_path / "api-keys"
     key = api_keys("create", "--label", "e2e", keys_file=keys_file).stdout.strip()
+    # nginx keeps TZ and writes local time: POSIX "XXX+5" is five hours west of UTC.
     stack = RunningStack(tmp_path / "run", {"MODEL_PATH": str(DIGITS), "MODEL_NAME": "digits demo",
-                                            "API_KEYS_FILE": str(keys_file), "WEB_CONCURRENCY": "1"}).start()
+                                            "API_KEYS_FILE": str(keys_file), "WEB_CONCURRENCY": "1",
+                                            "TZ": "XXX+5"}).start()
     try:
         body = {"instances": [[[0] * 8] * 8] * 3}
         response = stack.post("/v1/models/digits demo:predict", json=body,
@@ -156,5 +158,8 @@ def test_nginx_splits_the_apps_fields_a_key_id_and_a_model_name_with_a_space(tmp
         logged = line()
         assert (logged["endpoint"], logged["model"], logged["batch_size"], logged["key_id"]) == (
             "predict", "digits demo", 3, key.split("_")[1])
+        logged_at = datetime.fromisoformat(logged["time"])  # "...T02:22:52.043-05:00"
+        assert logged_at.utcoffset() == timedelta(hours=-5) and logged_at.microsecond % 1000 == 0
+        assert abs(logged_at.timestamp() - time.time()) < 60
     finally:
         stack.stop()
