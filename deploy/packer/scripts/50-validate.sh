@@ -7,6 +7,10 @@ app=/opt/keras-fleet
 fail() { echo "validate: $*" >&2; exit 1; }
 
 nginx -t -q || fail "nginx rejects its configuration"
+# The main settings 30-configure-services.sh edits into Debian's nginx.conf took.
+config=$(nginx -T 2>/dev/null)
+grep -q '^pcre_jit on;' <<<"$config" || fail "nginx.conf does not turn pcre_jit on"
+grep -Eq '^\s*worker_connections 4096;' <<<"$config" || fail "nginx.conf keeps Debian's worker_connections"
 systemd-analyze verify /etc/systemd/system/keras-fleet.service || fail "the keras-fleet unit is invalid"
 for unit in keras-fleet.service nginx.service; do
     systemctl is-enabled --quiet "$unit" || fail "$unit is not enabled"
