@@ -58,6 +58,7 @@ class LocalStack:
         self.socket = self.run_dir / "gunicorn.sock"
         self.gunicorn_pidfile = self.run_dir / "gunicorn.pid"
         self.nginx_pidfile = self.run_dir / "nginx.pid"
+        self.tmp_dir = self.run_dir / "tmp"
 
     @property
     def url(self) -> str:
@@ -100,9 +101,15 @@ class LocalStack:
                               capture_output=True, text=True)
         if test.returncode != 0:
             raise StackError(f"nginx rejected its configuration:\n{test.stderr}")
+        # The stack's own temporary directory, emptied at each start, as systemd's
+        # PrivateTmp is on the VM: TensorFlow writes a source file per traced function
+        # there and deletes it when the worker exits, but not when it is killed.
+        shutil.rmtree(self.tmp_dir, ignore_errors=True)
+        self.tmp_dir.mkdir(parents=True)
         env = dict(
             os.environ,
             **self.env,
+            TMPDIR=str(self.tmp_dir),
             GUNICORN_BIND=f"unix:{self.socket}",
             PROMETHEUS_MULTIPROC_DIR=str(self.metrics_dir),
             PYTHONUNBUFFERED="1",

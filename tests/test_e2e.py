@@ -10,6 +10,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -292,6 +293,28 @@ def test_a_prediction_refused_for_capacity_says_so_after_a_dead_workers_socket_r
         stack.stop()
 
 
+def test_the_stack_keeps_its_temporary_files_in_its_own_directory_emptied_at_each_start(tmp_path):
+    # A killed worker leaves the source files TensorFlow wrote for its traced functions;
+    # they stay in the stack's directory until its next start, not in /tmp for good.
+    left_behind = tmp_path / "tmp" / "__autograph_generated_file_of_a_killed_worker.py"
+    left_behind.parent.mkdir()
+    left_behind.write_text("")
+    stack = start_digits_stack(tmp_path, workers=1)
+    try:
+        assert not left_behind.exists()
+        (worker,) = worker_pids(stack.pid("gunicorn"))
+        assert read_environ(worker)["TMPDIR"] == str(tmp_path / "tmp")
+        assert list(left_behind.parent.glob("__autograph_generated_file*.py")), "the worker traced nothing there"
+    finally:
+        stack.stop()
+
+
+def read_environ(pid: int) -> dict[str, str]:
+    """Process ``pid``'s environment."""
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    return dict(entry.split("=", 1) for entry in entries if "=" in entry)
+
+
 def test_npy_body_through_nginx_answers_like_json(digits_stack):
     import io
 
@@ -372,7 +395,13 @@ def test_a_worker_restarted_under_load_answers_everything_and_takes_its_share(tm
 
 def thread_cores(pid: int) -> set[tuple[int, ...]]:
     """The core sets the threads of process ``pid`` may run on (one set when they agree)."""
-    return {tuple(sorted(os.sched_getaffinity(int(thread)))) for thread in os.listdir(f"/proc/{pid}/task")}
+    sets = set()
+    for thread in os.listdir(f"/proc/{pid}/task"):
+        try:
+            sets.add(tuple(sorted(os.sched_getaffinity(int(thread)))))
+        except ProcessLookupError:  # the thread ended since the listing
+            pass
+    return sets
 
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two cores to choose from")
