@@ -115,6 +115,9 @@ INSTANCE_TYPE ?= t3.medium
 # MODEL_NAME (above, empty: the model file's stem) names the model in the image too.
 MODEL_VERSION ?= 1
 IMAGE_STAGE   ?= build/image
+# Production settings baked into the image: VARIABLE=value lines of api/config.py's
+# variables (scripts/image_settings.py checks them); empty: the defaults.
+SETTINGS      ?=
 MANIFEST      ?= reports/packer-manifest.json
 # The Debian 12 base root of `make bake-local` and the tests, kept between runs.
 IMAGE_CACHE   ?= /var/cache/keras-fleet
@@ -136,7 +139,7 @@ image-packages: ## apt-get install packer, debootstrap and systemd-nspawn when m
 			packer debootstrap systemd-container openssh-client; }
 
 image-stage: setup ## Stage the wheelhouse and configs the image installs, in IMAGE_STAGE
-	scripts/stage_image.sh $(IMAGE_STAGE) $(BIN)/python
+	scripts/stage_image.sh $(IMAGE_STAGE) $(BIN)/python "$(SETTINGS)"
 
 packer-validate: image-packages image-stage ## Validate the Packer template (offline; it checks the stage and model exist)
 	CHECKPOINT_DISABLE=1 packer validate $(PACKER_VARS) deploy/packer
@@ -197,10 +200,10 @@ endif
 stack: $(INSTALLED) ## Create or update the fleet's stack and print its URL (first time: VPC_ID, SUBNETS)
 	$(FLEET) stack $(if $(VPC_ID),--vpc-id $(VPC_ID)) $(if $(SUBNETS),--subnets $(SUBNETS)) \
 		$(if $(INSTANCE_SUBNETS),--instance-subnets $(INSTANCE_SUBNETS)) $(if $(AMI),--ami $(AMI)) \
-		$(foreach p,$(STACK_PARAMS),--param $(p))
+		--manifest $(MANIFEST) $(foreach p,$(STACK_PARAMS),--param $(p))
 
-roll: $(INSTALLED) ## Roll the fleet to AMI (default: the last Packer build); rolls back by itself on alarms
-	$(FLEET) roll $(if $(AMI),--ami $(AMI))
+roll: $(INSTALLED) ## Roll the fleet to AMI (default: the last Packer build, in MANIFEST); rolls back by itself on alarms
+	$(FLEET) roll $(if $(AMI),--ami $(AMI)) --manifest $(MANIFEST)
 
 status: $(INSTALLED) ## Show the fleet's instances, their health and AMI, and the last roll
 	@$(FLEET) status
@@ -237,6 +240,10 @@ FLEET_DIR      ?= $(RUN_DIR)/fleet
 # MODEL_VERSION (image section, default 1) labels the fleet's model; roll-local wants it given.
 # Seconds between HAProxy's health checks; empty keeps the AWS target group's 10 s.
 CHECK_INTERVAL ?=
+# roll-local: seconds a new instance gets to become healthy, and an old one to drain;
+# empty keeps the AWS group's 180 s grace period and the target group's 70 s delay.
+WARMUP         ?=
+DRAIN_TIMEOUT  ?=
 LOCAL_FLEET    := $(BIN)/python scripts/localfleetctl.py --run-dir $(FLEET_DIR)
 
 .PHONY: fleet-packages fleet-up fleet-status roll-local fleet-down
@@ -254,7 +261,8 @@ fleet-status: ## Show HAProxy and each instance: address, model version, health,
 
 roll-local: ## Roll the local fleet to MODEL_PATH / MODEL_VERSION, one instance at a time; rolls back on failure
 	$(if $(filter command line environment,$(origin MODEL_VERSION)),,$(error MODEL_VERSION is not set: make roll-local MODEL_VERSION=2 [MODEL_PATH=...]))
-	$(LOCAL_FLEET) roll --model-path $(MODEL_PATH) --model-version $(MODEL_VERSION)
+	$(LOCAL_FLEET) roll --model-path $(MODEL_PATH) --model-version $(MODEL_VERSION) \
+		$(if $(WARMUP),--warmup $(WARMUP)) $(if $(DRAIN_TIMEOUT),--drain-timeout $(DRAIN_TIMEOUT))
 
 fleet-down: ## Stop HAProxy, then every instance, gracefully
 	@[ -x $(BIN)/python ] && $(LOCAL_FLEET) down || echo "not running"

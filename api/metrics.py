@@ -61,13 +61,19 @@ class Metrics:
             f"{PREFIX}_requests_shed", "Requests answered 503 at once because the worker was overloaded.",
             ["model", "reason"], registry=registry,
         )
+        # "mostrecent": the value the last worker to start set, dead workers' included
+        # (one that crashed after loading still tells what loading costs).
         self.load_seconds = Gauge(
             f"{PREFIX}_model_load_seconds", "Seconds the last worker to start took to load the model.",
-            ["model"], registry=registry, multiprocess_mode="max",
+            ["model"], registry=registry, multiprocess_mode="mostrecent",
         )
         self.warmup_seconds = Gauge(
             f"{PREFIX}_model_warmup_seconds", "Seconds the last worker to start took to warm the model up.",
-            ["model"], registry=registry, multiprocess_mode="max",
+            ["model"], registry=registry, multiprocess_mode="mostrecent",
+        )
+        self.worker_starts = Counter(
+            f"{PREFIX}_worker_starts", "Workers that loaded the model since gunicorn started (restarts included).",
+            ["model"], registry=registry,
         )
         self.model_info = Gauge(
             f"{PREFIX}_model_info", "The served model (always 1): name, version, input signature digest, runtime.",
@@ -91,10 +97,11 @@ class Metrics:
         return found
 
     def record_model(self, model) -> None:
-        """Publish the served model's identity and its load and warm-up times."""
+        """Publish the served model's identity and its load and warm-up times; count the worker's start."""
         self.model_info.labels(model.name, model.version, signature_digest(model.signature), model.engine).set(1)
         self.load_seconds.labels(model.name).set(model.load_seconds)
         self.warmup_seconds.labels(model.name).set(model.warmup_seconds)
+        self.worker_starts.labels(model.name).inc()
 
     def exposition(self) -> bytes:
         """The Prometheus text of every worker (multiprocess mode) or of this process."""

@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("key_id", nargs="?", help="the id to revoke")
     parser.add_argument("--file", type=Path, default=Path(os.environ.get("API_KEYS_FILE") or "api-keys"))
     parser.add_argument("--label", default="", help="what the key is for (create)")
-    args = parser.parse_args(argv)
+    # Intermixed: `revoke --file F ID` as well as `revoke ID --file F`.
+    args = parser.parse_intermixed_args(argv)
     if args.command == "create":
         print(create(args.file, args.label))
         print(f"(stored hashed in {args.file}; this is the only time the key is shown)", file=sys.stderr)

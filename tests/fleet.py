@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import http.client
+import json
 import os
 import subprocess
 import sys
@@ -55,8 +57,15 @@ class RunningFleet:
 
     def command(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
         """Run one localfleetctl.py command against this fleet."""
-        return subprocess.run([sys.executable, str(LOCALFLEETCTL), "--run-dir", str(self.run_dir), *args],
-                              env=self.env, capture_output=True, text=True, timeout=timeout)
+        return subprocess.run(self._argv(*args), env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def start_command(self, *args: str) -> subprocess.Popen:
+        """Start one localfleetctl.py command in the background; its progress is read from stdout."""
+        return subprocess.Popen(self._argv(*args), env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+
+    def _argv(self, *args: str) -> list[str]:
+        return [sys.executable, str(LOCALFLEETCTL), "--run-dir", str(self.run_dir), *args]
 
     def up(self, instances: int, model_path: Path, version: str) -> "RunningFleet":
         """Start the fleet and wait until every instance is healthy; fail with the output if not."""
@@ -71,6 +80,10 @@ class RunningFleet:
     def roll(self, model_path: Path, version: str, *options: str) -> subprocess.CompletedProcess:
         """Roll the fleet, as `make roll-local` does."""
         return self.command("roll", "--model-path", str(model_path), "--model-version", version, *options)
+
+    def start_roll(self, model_path: Path, version: str, *options: str) -> subprocess.Popen:
+        """Roll the fleet in the background."""
+        return self.start_command("roll", "--model-path", str(model_path), "--model-version", version, *options)
 
     def down(self) -> subprocess.CompletedProcess:
         """Stop everything, as `make fleet-down` does."""
@@ -172,3 +185,47 @@ class Load:
             with self._lock:
                 self.answers.append(answer)
         session.close()
+
+
+class HeldPrediction:
+    """A prediction sent through HAProxy with half its body: in flight on an instance until finish().
+
+    HAProxy waits for a whole body before choosing an instance (http-buffer-request),
+    unless the body outgrows its 16 KB buffer; this one does, so an instance has it.
+    Until finish(), a byte of the padding goes out every second, as from a slow upload:
+    a client silent for CLIENT_TIMEOUT_S (10 s) is cut off by nginx (HAProxy answers
+    502), and a roll on a busy machine can take longer than that to reach the drain.
+    """
+
+    BODY_BYTES = 80_000  # JSON allows the whitespace that pads it
+    TRICKLE_EVERY_S = 1.0
+
+    def __init__(self, port: int):
+        self.body = json.dumps(DIGIT).encode().ljust(self.BODY_BYTES)
+        self.sent = len(self.body) // 2
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        self.connection.putrequest("POST", "/v1/models/digits:predict")
+        self.connection.putheader("Content-Type", "application/json")
+        self.connection.putheader("Content-Length", str(len(self.body)))
+        self.connection.endheaders(self.body[:self.sent])
+        self.finishing = threading.Event()
+        self.trickle = threading.Thread(target=self._trickle, daemon=True)
+        self.trickle.start()
+
+    def _trickle(self) -> None:
+        # Only padding (the last bytes are spaces), and never the last byte: finish() sends that.
+        while not self.finishing.wait(self.TRICKLE_EVERY_S) and self.sent < len(self.body) - 1:
+            self.connection.send(self.body[self.sent:self.sent + 1])
+            self.sent += 1
+
+    def finish(self) -> tuple[int, str | None]:
+        """Send the rest of the body; the answer's status and model version."""
+        self.finishing.set()
+        self.trickle.join()
+        try:
+            self.connection.send(self.body[self.sent:])
+            response = self.connection.getresponse()
+            response.read()
+            return response.status, response.headers.get("X-Model-Version")
+        finally:
+            self.connection.close()

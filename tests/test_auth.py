@@ -18,10 +18,12 @@ from tests.stack import REPO
 IMAGE = [[1.0] * 8 for _ in range(8)]
 
 
-def api_keys(*args, keys_file):
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "api_keys.py"), *args, "--file", str(keys_file)],
-                            capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
-    return result
+def api_keys(*args, keys_file, file_first=False):
+    """Run scripts/api_keys.py with ``--file keys_file`` after the arguments (or right after the command)."""
+    file_option = ["--file", str(keys_file)]
+    argv = [args[0], *file_option, *args[1:]] if file_first else [*args, *file_option]
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "api_keys.py"), *argv],
+                          capture_output=True, text=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 @pytest.fixture
@@ -115,6 +117,13 @@ def test_listing_shows_ids_and_labels_not_hashes(keys_file, key):
     listed = api_keys("list", keys_file=keys_file).stdout
     assert key.split("_")[1] in listed and "test client" in listed
     assert len(listed.split()[0]) == 8
+
+
+def test_the_key_id_may_come_after_the_file_option(keys_file, key):
+    key_id = key.split("_")[1]
+    revoked = api_keys("revoke", key_id, keys_file=keys_file, file_first=True)  # as the README writes it
+    assert (revoked.returncode, revoked.stdout.strip()) == (0, f"revoked {key_id}"), revoked.stderr
+    assert key_id not in api_keys("list", keys_file=keys_file).stdout
 
 
 def test_revoking_an_unknown_id_fails(keys_file, key):

@@ -61,6 +61,7 @@ def test_counters_add_up_across_workers_dead_and_alive(stack):
     # to them. The dead workers' counts must stay; their live gauges must go.
     master = stack.pid("gunicorn")
     old = worker_pids(master)
+    starts = samples(stack.metrics(), "keras_fleet_worker_starts_total")[(("model", "digits"),)]
     for pid in old:
         os.kill(pid, signal.SIGKILL)
     # Both new workers serving (each on its own socket): one alone would take at most
@@ -84,6 +85,8 @@ def test_counters_add_up_across_workers_dead_and_alive(stack):
     by_class = samples(text, "keras_fleet_predictions_by_class_total")
     counted = {int(dict(labels)["predicted_class"]): value for labels, value in by_class.items()}
     assert counted == {label: count for label, count in enumerate(expected_classes) if count}
+    # Each replacement counted its start: the dead workers' starts stay counted.
+    assert samples(text, "keras_fleet_worker_starts_total") == {(("model", "digits"),): starts + 2}
     writers = {path.stem.split("_")[-1] for path in (stack.run_dir / "prometheus").glob("counter_*.db")}
     assert len(writers) >= 2, "the counts did not come from several worker processes"
 

@@ -2,7 +2,8 @@
 
 One fleet of two instances serves the module, health-checked every second (the AWS
 target group's other thresholds unchanged). The tests run in file order: a failed
-roll (the fleet keeps its version), a good roll, then a killed instance.
+roll (the fleet keeps its version), an interrupted roll finished by a second one, a good
+roll, then a killed instance.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ import time
 import pytest
 
 from tests import keras_models
-from tests.fleet import Load, RunningFleet
-from tests.stack import REPO
+from tests.fleet import HeldPrediction, Load, RunningFleet
+from tests.stack import REPO, wait_for
 
 from localfleet.balancer import Balancer, haproxy_binary
 from localfleet.health import HealthCheck
@@ -38,6 +39,11 @@ def fleet(tmp_path_factory, request):
 def current_version(fleet: RunningFleet) -> str:
     (version,) = {instance.model.version for instance in fleet.state().instances}
     return version
+
+
+def next_version(fleet: RunningFleet) -> str:
+    """One past the newest version in the fleet: a roll's target even when a test before left two."""
+    return str(max(int(instance.model.version) for instance in fleet.state().instances) + 1)
 
 
 # --- the fleet through HAProxy ---------------------------------------------------------------
@@ -111,9 +117,59 @@ def test_a_roll_to_a_model_that_cannot_serve_rolls_back_without_a_failed_request
     assert fleet.retries() == retries  # no request needed a replay on another instance
 
 
+def read_until(process: subprocess.Popen, text: str) -> str:
+    """The process's stdout up to and including the first line holding ``text`` (all of it, if none does)."""
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if text in line:
+            break
+    return "".join(lines)
+
+
+def test_ctrl_c_while_an_instance_drains_ends_the_roll_after_that_step_without_a_failed_request(fleet):
+    first, second = fleet.state().instances
+    version, target = current_version(fleet), next_version(fleet)
+    # One request in flight on each instance (HAProxy takes turns), so the drain of the
+    # first one lasts until the test lets its request finish.
+    held = [HeldPrediction(fleet.port) for _ in range(2)]
+    assert wait_for(lambda: [server.sessions for server in fleet.servers().values()] == [1, 1]), fleet.servers()
+    with Load(fleet.url) as load:
+        roll = fleet.start_roll(DIGITS, target, "--drain-timeout", "300")
+        try:
+            output = read_until(roll, f"draining {first.name}")
+            assert f"draining {first.name}" in output, output + roll.stderr.read()
+            time.sleep(1)  # the roll is waiting for the held request
+            roll.send_signal(signal.SIGINT)
+            output += read_until(roll, "interrupted: stopping")
+            assert f"interrupted: stopping {first.name} now" in output, output
+            time.sleep(0.5)
+            roll.send_signal(signal.SIGINT)  # impatient: the stop under way still runs to its end
+            answers = [request.finish() for request in held]  # the stop lets the first one finish
+            rest, errors = roll.communicate(timeout=120)
+        finally:
+            roll.kill()
+        load.wait_for_answers(20)
+    assert roll.returncode == 130, output + rest + errors
+    assert f"{first.name} stopped and removed" in rest and "roll complete" not in rest, rest
+    assert "roll interrupted after the step it was in" in errors and "Traceback" not in errors, errors
+    assert answers == [(200, version), (200, version)]
+    assert load.failures() == []
+    # Two instances, as before the roll: the one replaced, the other untouched, both in rotation.
+    instances = {instance.name: instance.model.version for instance in fleet.state().instances}
+    assert len(instances) == 2 and instances[second.name] == version and target in instances.values(), instances
+    assert set(fleet.servers()) == set(instances) and all(server.healthy for server in fleet.servers().values())
+    assert not (fleet.run_dir / "instances" / first.name / "gunicorn.pid").exists()
+
+    finish = fleet.roll(DIGITS, target)
+    assert finish.returncode == 0, finish.stdout + finish.stderr
+    assert "1 of 2 instances" in finish.stdout and "1 already serve it" in finish.stdout, finish.stdout
+    assert current_version(fleet) == target
+
+
 def test_a_roll_under_load_has_no_failed_request_and_ends_on_the_new_version(fleet):
     old = {instance.name for instance in fleet.state().instances}
-    version = str(int(current_version(fleet)) + 1)
+    version = next_version(fleet)
     retries = fleet.retries()
     with Load(fleet.url) as load:
         result = fleet.roll(DIGITS, version)
@@ -178,3 +234,12 @@ def test_rendered_haproxy_config_is_valid(tmp_path):
 def test_roll_local_needs_a_model_version():
     result = subprocess.run(["make", "-n", "roll-local"], cwd=REPO, capture_output=True, text=True)
     assert result.returncode != 0 and "MODEL_VERSION is not set" in result.stderr
+
+
+def test_roll_local_passes_the_warm_up_and_drain_bounds_when_given():
+    result = subprocess.run(["make", "-n", "roll-local", "MODEL_VERSION=2", "WARMUP=30", "DRAIN_TIMEOUT=5"], cwd=REPO,
+                            capture_output=True, text=True)
+    command = " ".join(result.stdout.replace("\\\n", " ").split())
+    assert "roll --model-path models/digits.keras --model-version 2 --warmup 30 --drain-timeout 5" in command, command
+    plain = subprocess.run(["make", "-n", "roll-local", "MODEL_VERSION=2"], cwd=REPO, capture_output=True, text=True)
+    assert "--warmup" not in plain.stdout and "--drain-timeout" not in plain.stdout

@@ -35,6 +35,7 @@ from tests.test_e2e import HOSTILE, digits_images
 
 sys.path.insert(0, str(REPO / "scripts"))
 import bake_local  # noqa: E402
+import image_settings  # noqa: E402
 import packer_manifest  # noqa: E402
 
 pytestmark = pytest.mark.image
@@ -195,6 +196,21 @@ def test_gunicorn_runs_unprivileged_and_hardened_and_only_nginx_reaches_its_sock
         assert as_other.returncode != 0 and "Permission denied" in as_other.stderr
 
 
+def frozen(freeze_output: str) -> dict[str, str]:
+    """`pip freeze` lines as {normalized project name: version}."""
+    pairs = (line.split("==", 1) for line in freeze_output.split() if "==" in line)
+    return {re.sub(r"[-_.]+", "-", name).lower(): version for name, version in pairs}
+
+
+def test_the_image_ships_the_package_versions_the_tests_ran_against(instance):
+    host = frozen(subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], capture_output=True,
+                                 text=True, check=True).stdout)
+    image = frozen(instance.run(["/opt/keras-fleet/venv/bin/python", "-m", "pip", "freeze"]).stdout)
+    assert image.pop("keras-fleet") == APP_VERSION
+    assert {"tensorflow-cpu", "keras", "ai-edge-litert", "gunicorn", "flask", "numpy"} <= set(image)
+    assert {name: version for name, version in image.items() if host.get(name) != version} == {}
+
+
 def test_the_booted_image_serves_predictions_through_nginx(instance):
     images = digits_images(2).tolist()
     row = requests.post(f"{URL}/v1/models/digits:predict", json={"instances": images}, timeout=60)
@@ -251,6 +267,59 @@ def test_nginx_renders_its_site_for_the_machine_it_starts_on(instance, image_roo
         instance.run(["systemctl", "restart", "nginx.service"])
     assert sum(predict_caps(site).values()) == 2 * cores * 8
     assert requests.post(f"{URL}/predict", json={"instances": digits_images(1).tolist()}, timeout=60).status_code == 200
+
+
+def test_a_settings_file_configures_the_image_and_its_api_keys(instance, image_root, tmp_path):
+    """`make bake-ami SETTINGS=prod.env`: the file's settings and its API keys reach the services.
+
+    The booted image runs 30-configure-services.sh again with a stage holding the
+    settings, as the bake would have, then once more with a stage holding none.
+    """
+    keys = tmp_path / "api-keys"
+    key = subprocess.run([sys.executable, str(REPO / "scripts" / "api_keys.py"), "create", "--file", str(keys)],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    settings = tmp_path / "prod.env"
+    settings.write_text("# production\nMAX_INSTANCES=3\nAPI_KEYS_FILE=api-keys\n")
+    stage = image_root / "var/tmp/settings-stage"
+    stage.mkdir()
+    image_settings.stage_settings(settings, stage)
+    script = image_root / "var/tmp/30-configure-services.sh"
+    shutil.copy2(TEMPLATE / "scripts" / script.name, script)
+    env_file, keys_on_image = image_root / "etc/keras-fleet/keras-fleet.env", image_root / "etc/keras-fleet/api-keys"
+    original = env_file.read_text()
+    env = {**bake_local.provisioning_env(DIGITS, "", "1", APP_VERSION), "STAGE_DIR": "/var/tmp/settings-stage"}
+
+    def configure():
+        instance.run(["/var/tmp/30-configure-services.sh"], env=env)
+        instance.run(["systemctl", "restart", "keras-fleet.service", "nginx.service"])
+        bake_local.wait_ready(instance, URL)
+
+    def predict(rows: int, headers: dict[str, str] | None = None) -> requests.Response:
+        return requests.post(f"{URL}/predict", json={"instances": digits_images(rows).tolist()}, headers=headers,
+                             timeout=60)
+
+    try:
+        configure()
+        assert env_file.read_text().startswith(original)
+        assert env_file.read_text().endswith("MAX_INSTANCES=3\nAPI_KEYS_FILE=/etc/keras-fleet/api-keys\n")
+        assert keys_on_image.read_text() == keys.read_text()
+        group = {line.split(":")[2]: line.split(":")[0] for line in (image_root / "etc/group").read_text().splitlines()}
+        assert (oct(keys_on_image.stat().st_mode & 0o777), group[str(keys_on_image.stat().st_gid)]) == \
+            ("0o640", "keras-fleet")
+        assert predict(1).status_code == 401
+        assert predict(1, {"Authorization": "Bearer kf_00000000_" + "x" * 30}).status_code == 403
+        with_key = {"Authorization": f"Bearer {key}"}
+        assert predict(3, with_key).status_code == 200
+        too_many = predict(4, with_key)
+        assert (too_many.status_code, too_many.json()["error"]) == (400, "too many instances: 4 > 3; split the request")
+    finally:
+        shutil.rmtree(stage)
+        stage.mkdir()  # a bake without SETTINGS
+        configure()
+        shutil.rmtree(stage)
+        script.unlink()
+    assert env_file.read_text() == original and not keys_on_image.exists()
+    assert predict(4).status_code == 200
 
 
 @pytest.mark.parametrize("label, body, headers, status", HOSTILE, ids=[case[0] for case in HOSTILE])

@@ -48,6 +48,7 @@ def test_request_counters_and_latency_by_endpoint_and_code(client):
     ((labels, value),) = info.items()
     assert dict(labels)["version"] == "1" and dict(labels)["engine"] == "fake" and value == 1
     assert samples(text, "keras_fleet_model_load_seconds") == {(("model", "digits"),): 0.25}
+    assert samples(text, "keras_fleet_worker_starts_total") == {(("model", "digits"),): 1}
 
 
 def test_metrics_are_prometheus_text(client):

@@ -14,7 +14,7 @@ AMI_ID = re.compile(r"^ami-[0-9a-f]{8,17}$")
 def check_ami_id(ami: str) -> str:
     """Return ``ami`` if it looks like an AMI id, else raise :class:`FleetError`."""
     if not AMI_ID.match(ami):
-        raise FleetError(f"{ami!r} is not an AMI id (ami- followed by 8 or 17 hex digits)")
+        raise FleetError(f"{ami!r} is not an AMI id (ami- followed by 8 to 17 hex digits)")
     return ami
 
 

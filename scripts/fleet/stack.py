@@ -92,8 +92,9 @@ def parameters(
     ):
         if value:
             given[key] = value
-    measured = requests_per_instance(settings.capacity)
-    if measured is not None and "TargetRequestsPerInstance" not in given:
+    # A target given outright wins; the report is not even read then.
+    measured = None if "TargetRequestsPerInstance" in given else requests_per_instance(settings.capacity)
+    if measured is not None:
         given["TargetRequestsPerInstance"] = str(measured)
         say(f"target: {measured} requests per instance per minute (from {settings.capacity})")
     if existing is None:

@@ -114,6 +114,11 @@ def roll_command(args: argparse.Namespace) -> int:
             status(args)
             print(f"error: {exc}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:
+            status(args)
+            print("error: roll interrupted after the step it was in; the fleet serves what is listed above, "
+                  "and the same roll-local again finishes the roll", file=sys.stderr)
+            return 130
     return status(args)
 
 

@@ -10,9 +10,12 @@ way it was done: every instance already replaced is replaced back.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import signal
 import subprocess
 import time
+from collections.abc import Iterator
 
 from localstack import LocalStack, StackError
 
@@ -126,7 +129,18 @@ def retire(fleet: Fleet, balancer: Balancer, instance: Instance, drain_timeout: 
     started = time.monotonic()
     server = balancer.api.servers().get(instance.name)
     progress(f"{prefix}draining {instance.name} ({server.sessions if server else 0} requests in flight)")
-    if wait_idle(balancer, instance.name, drain_timeout):
+    try:
+        idle = wait_idle(balancer, instance.name, drain_timeout)
+    except KeyboardInterrupt:
+        # Ctrl-C ends the roll after this step, not inside it: a drained instance left
+        # running would take no traffic yet count as one of the fleet's instances.
+        progress(f"{prefix}interrupted: stopping {instance.name} now, as a drain timeout would "
+                 "(nginx and gunicorn still let its requests finish), then ending the roll")
+        with contextlib.suppress(KeyboardInterrupt):  # another Ctrl-C asks for what is under way
+            terminate(fleet, balancer, instance)
+        progress(f"{prefix}{instance.name} stopped and removed")
+        raise
+    if idle:
         progress(f"{prefix}{instance.name} drained in {time.monotonic() - started:.1f} s; stopping it "
                  "(nginx finishes, then gunicorn)")
     else:
@@ -150,12 +164,30 @@ def wait_idle(balancer: Balancer, name: str, timeout: float) -> bool:
 
 
 def terminate(fleet: Fleet, balancer: Balancer, instance: Instance) -> None:
-    """Take the instance out of HAProxy, stop its servers gracefully, forget it."""
-    balancer.api.maintenance(instance.name)
-    stack = fleet.stack(instance)
-    stack.stop(stack.running_pids())
-    balancer.api.delete(instance.name)
-    fleet.forget(instance)
+    """Take the instance out of HAProxy, stop its servers gracefully, forget it.
+
+    Once begun it runs to the end (seconds, bounded by the stop's grace): a Ctrl-C
+    meanwhile is raised after it, so no instance is left half removed.
+    """
+    with interrupts_deferred():
+        balancer.api.maintenance(instance.name)
+        stack = fleet.stack(instance)
+        stack.stop(stack.running_pids())
+        balancer.api.delete(instance.name)
+        fleet.forget(instance)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT back while the block runs, and raise KeyboardInterrupt after it if one came."""
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 def replace(fleet: Fleet, balancer: Balancer, old: Instance, model: ModelSpec, warmup: float,

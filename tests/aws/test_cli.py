@@ -117,8 +117,15 @@ def test_make_passes_region_stack_profile_and_ami():
 
     assert (
         "scripts/fleetctl.py --region eu-west-1 --stack-name blue --profile ops roll --ami ami-0123456789abcdef0"
-        in result.stdout
+        " --manifest reports/packer-manifest.json" in result.stdout
     )
+
+
+@pytest.mark.parametrize("target", ["stack", "roll"])
+def test_make_reads_the_ami_from_the_manifest_bake_ami_wrote(target):
+    result = make("-n", target, "AWS_REGION=us-east-1", "MANIFEST=build/blue-manifest.json")
+
+    assert "--manifest build/blue-manifest.json" in " ".join(result.stdout.replace("\\\n", " ").split())
 
 
 def test_make_stack_passes_network_and_extra_parameters():
@@ -133,5 +140,6 @@ def test_make_stack_passes_network_and_extra_parameters():
 
     command = " ".join(result.stdout.replace("\\\n", " ").split())  # recipe lines joined
     assert (
-        "stack --vpc-id vpc-1 --subnets subnet-a,subnet-b --param InstanceType=c7i.xlarge --param MaxSize=10" in command
+        "stack --vpc-id vpc-1 --subnets subnet-a,subnet-b --manifest reports/packer-manifest.json"
+        " --param InstanceType=c7i.xlarge --param MaxSize=10" in command
     )

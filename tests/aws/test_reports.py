@@ -84,7 +84,15 @@ def test_capacity_gives_the_recommended_requests_per_instance(tmp_path):
     assert requests_per_instance(path) == 2400
 
 
-@pytest.mark.parametrize("value", [0, -5, 12.5, "2400", True, None])
+def test_a_capacity_report_where_no_step_met_the_slo_says_what_to_do(tmp_path):
+    path = tmp_path / "capacity.json"
+    path.write_text(json.dumps({"max_sustained_rps": 0, "recommended_alb_request_count_per_target": 0}))
+
+    with pytest.raises(FleetError, match=r"no load step met the SLO .*STACK_PARAMS=TargetRequestsPerInstance=N"):
+        requests_per_instance(path)
+
+
+@pytest.mark.parametrize("value", [-5, 12.5, "2400", True, False, None])
 def test_a_capacity_that_is_no_positive_integer_is_refused(tmp_path, value):
     path = tmp_path / "capacity.json"
     path.write_text(json.dumps({"recommended_alb_request_count_per_target": value}))

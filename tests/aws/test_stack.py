@@ -82,6 +82,14 @@ def test_first_deploy_without_a_capacity_report_keeps_the_template_default(clien
     assert parameters(clients).get("TargetRequestsPerInstance", "3000") == "3000"
 
 
+def test_a_target_given_outright_wins_over_the_capacity_report_unread(clients, network, manifest, tmp_path):
+    report = tmp_path / "capacity.json"
+    report.write_text('{"recommended_alb_request_count_per_target": 0}')  # no step met the SLO
+
+    assert stack(clients, *first_deploy(network, manifest, report), "--param", "TargetRequestsPerInstance=1200") == 0
+    assert parameters(clients)["TargetRequestsPerInstance"] == "1200"
+
+
 def test_first_deploy_names_the_variables_it_needs(clients, network, manifest, tmp_path, capsys):
     assert stack(clients, "--manifest", str(manifest), "--capacity", str(tmp_path / "none.json")) == 1
 

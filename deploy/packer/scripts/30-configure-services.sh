@@ -6,9 +6,10 @@
 # umask 007 in a directory only the keras-fleet group can enter; nginx's workers
 # (www-data) join that group, so they, and no other user, can connect.
 #
-# Environment: MODEL_FILE, MODEL_NAME, MODEL_VERSION (see 20-install-app.sh).
+# Environment: STAGE_DIR, MODEL_FILE, MODEL_NAME, MODEL_VERSION (see 20-install-app.sh).
 set -o nounset -o errexit -o pipefail
 
+stage=${STAGE_DIR:?}
 app=/opt/keras-fleet
 socket=/run/keras-fleet/gunicorn.sock
 
@@ -27,6 +28,16 @@ TRUSTED_PROXIES=10.0.0.0/8,172.16.0.0/12,192.168.0.0/16
 RATE_LIMIT_EXEMPT=127.0.0.0/8
 TF_CPP_MIN_LOG_LEVEL=2
 ENV
+# The production settings of the bake (make bake-ami SETTINGS=..., checked when staged):
+# after the defaults above, so that theirs win (systemd and the shell take the last).
+if [ -f "$stage/settings.env" ]; then
+    cat "$stage/settings.env" >> /etc/keras-fleet/keras-fleet.env
+fi
+rm -f /etc/keras-fleet/api-keys
+if [ -f "$stage/api-keys" ]; then
+    # Hashes only; readable by the service (its group), not by other users.
+    install -m 0640 -o root -g keras-fleet "$stage/api-keys" /etc/keras-fleet/api-keys
+fi
 
 usermod --append --groups keras-fleet www-data
 install -m 0644 "$app/deploy/systemd/keras-fleet.service" /etc/systemd/system/keras-fleet.service

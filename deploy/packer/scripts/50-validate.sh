@@ -17,15 +17,20 @@ for unit in keras-fleet.service nginx.service; do
 done
 id -nG www-data | grep -qw keras-fleet || fail "nginx's user www-data cannot reach gunicorn's socket"
 
-# The app imports and the model loads, as the service's user with the service's
-# settings: what each gunicorn worker does at boot.
+# The app imports, its settings parse and the model loads, as the service's user with
+# the service's settings (API keys file included): what each gunicorn worker does at boot.
 set -o allexport && . /etc/keras-fleet/keras-fleet.env && set +o allexport
 [ -r "$MODEL_PATH" ] || fail "the model $MODEL_PATH is missing"
-runuser -u keras-fleet -- env --chdir=/ HOME=/tmp "$app/venv/bin/python" - <<'PY' || fail "the app cannot load the model"
+runuser -u keras-fleet -- env --chdir=/ HOME=/tmp "$app/venv/bin/python" - <<'PY' || fail "the app cannot start with these settings and this model"
+from pathlib import Path
 from api.app import load_model
+from api.auth import read_keys_file
 from api.config import Config
-model = load_model(Config.from_env())
+config = Config.from_env()
+model = load_model(config)
 print(f"validate: the app loads model {model.name!r} version {model.version}")
+if config.api_keys_file:
+    print(f"validate: {len(read_keys_file(Path(config.api_keys_file)))} API key(s) in {config.api_keys_file}")
 PY
 
 # What cleanup removed stays removed.
