@@ -91,7 +91,9 @@ class StdoutHandler(logging.StreamHandler):
         self._lines: list[str] = []
         self._size = 0
         self._flusher: threading.Thread | None = None
-        self._closed = threading.Event()
+        # Not `_closed`: logging.Handler.close() sets that to True, which left the flusher
+        # waiting on a bool (an AttributeError in its thread) and a second close() raising.
+        self._stop_flushing = threading.Event()
 
     @property
     def stream(self):  # noqa: D102
@@ -140,11 +142,11 @@ class StdoutHandler(logging.StreamHandler):
 
     def close(self) -> None:  # noqa: D102
         self.flush()
-        self._closed.set()
+        self._stop_flushing.set()
         super().close()
 
     def _flush_every_interval(self) -> None:
-        while not self._closed.wait(FLUSH_SECONDS):
+        while not self._stop_flushing.wait(FLUSH_SECONDS):
             self.flush()
 
 

@@ -188,6 +188,21 @@ def test_a_waiting_line_is_written_within_the_flush_interval(capsys):
     assert json.loads(out)["message"] == "soon"
 
 
+def test_a_closed_handler_stops_its_flusher_and_closes_again_quietly(capsys):
+    # configure_logging closes the handler it replaces, and logging.shutdown closes it
+    # again at exit: neither may raise, in the caller or in the flusher thread.
+    configure_logging("info")
+    handler = logging.getLogger().handlers[0]
+    logging.getLogger("keras_fleet.test").info("buffered")  # starts the flusher
+    flusher = handler._flusher
+    handler.close()
+    handler.close()
+    flusher.join(timeout=10 * FLUSH_SECONDS)
+    assert not flusher.is_alive()
+    assert json.loads(capsys.readouterr().out)["message"] == "buffered"
+    configure_logging("info")
+
+
 def test_what_native_code_writes_to_stderr_becomes_json_log_lines(capfd, caplog):
     import os
 
