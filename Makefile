@@ -21,9 +21,14 @@ export MODEL_PATH
 
 BIN       := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# Every package the venvs install, pinned (`make lock` writes them): a fresh clone, CI
+# and the image install the versions the tests last ran against (on the lock's Python;
+# scripts/lock_constraint.sh).
+LOCK      := requirements.lock
+IAC_LOCK  := requirements-iac.lock
 STACK     := $(BIN)/python scripts/localstack.py --run-dir $(RUN_DIR) --port $(PORT)
 
-.PHONY: help setup system-packages bench-packages serve up down local-status logs test bench bench-parts clean
+.PHONY: help setup lock system-packages bench-packages serve up down local-status logs test bench bench-parts clean
 
 help: ## List the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -36,14 +41,17 @@ system-packages: ## apt-get install nginx and python3-venv when missing
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
 
-$(INSTALLED): setup.py
+$(INSTALLED): setup.py $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -e '.[test]' $$(scripts/lock_constraint.sh $(BIN)/python $(LOCK))
 	touch $@
 
 $(DEMO_MODEL): | $(INSTALLED)
 	$(BIN)/python scripts/train_demo_model.py --output $@
+
+lock: ## Resolve setup.py's and IAC_TOOLS' packages afresh and pin them all (after changing either)
+	scripts/lock_requirements.sh $(PYTHON) $(LOCK) $(IAC_LOCK) $(foreach t,$(IAC_TOOLS),'$(t)')
 
 serve: setup ## Serve MODEL_PATH (default: the demo model) on http://127.0.0.1:$(PORT), in the foreground
 	$(STACK) serve
@@ -220,10 +228,10 @@ lint-template: $(IAC_INSTALLED) ## cfn-lint and checkov on the CloudFormation te
 	CKV_SKIP_PACKAGE_UPDATE_CHECK=true BC_SKIP_MAPPING=TRUE \
 		$(IAC_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f $(TEMPLATE)
 
-$(IAC_INSTALLED):
+$(IAC_INSTALLED): $(IAC_LOCK)
 	$(PYTHON) -m venv $(IAC_VENV)
 	$(IAC_VENV)/bin/pip install -q --upgrade pip
-	$(IAC_VENV)/bin/pip install -q $(foreach t,$(IAC_TOOLS),'$(t)')
+	$(IAC_VENV)/bin/pip install -q $(foreach t,$(IAC_TOOLS),'$(t)') $$(scripts/lock_constraint.sh $(IAC_VENV)/bin/python $(IAC_LOCK))
 	touch $@
 
 # The test suite lints and scans the template with the tools above.

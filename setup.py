@@ -42,6 +42,8 @@ setup(
             # runs as moto_server for the image's Packer build.
             "moto[server,cloudformation,ec2,autoscaling,elbv2,iam]>=5.0",
             "openapi-spec-validator>=0.7",
+            # tests/test_lock.py reads requirements and versions as pip does.
+            "packaging>=23.0",
             # scripts/bench_ab.py pins each system's threads to its core.
             "psutil>=5.9",
             "pytest>=8.0",

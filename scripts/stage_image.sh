@@ -31,9 +31,9 @@ fi
 # Wheels for the instance's Python: Debian 12's python3 is 3.11 on x86_64, like the
 # Python that builds them here (the template's source AMI is x86_64 too).
 "$python" -c 'import sys; assert sys.version_info[:2] == (3, 11), "stage with a Python 3.11 (Debian 12 runs 3.11)"'
-# Pinned to the versions of PYTHON's environment (the venv `make test` runs in): the
-# image serves with exactly the packages the tests ran against, and bakes from one venv
-# ship the same ones, whatever the index has published since.
+# Pinned to the versions of PYTHON's environment (the venv `make test` runs in, which
+# `make setup` installs from requirements.lock): the image serves with exactly the
+# packages the tests ran against, whatever the index has published since.
 PIP_DISABLE_PIP_VERSION_CHECK=1 "$python" -m pip freeze --exclude-editable > "$stage/constraints.txt"
 PIP_DISABLE_PIP_VERSION_CHECK=1 "$python" -m pip wheel --quiet --wheel-dir "$stage/wheelhouse" \
     --constraint "$stage/constraints.txt" "$repo"
