@@ -225,6 +225,38 @@ def test_the_roll_alarms_watch_5xx_rate_and_p99_latency(resources):
     assert (latency["MetricName"], latency["ExtendedStatistic"]) == ("TargetResponseTime", "p99")
 
 
+ALARMS = ("Target5xxAlarm", "LatencyAlarm", "NoHealthyInstancesAlarm")
+
+
+def test_every_alarm_notifies_the_alarm_topic_when_one_is_given_and_no_one_otherwise(template, resources):
+    assert {name for name, resource in resources.items() if resource["Type"] == "AWS::CloudWatch::Alarm"} == set(ALARMS)
+    assert template["Conditions"]["HasAlarmTopic"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmTopicArn"}, ""]}]}
+    notify = {"Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]}
+    for alarm in ALARMS:
+        assert properties(resources, alarm)["AlarmActions"] == notify, alarm
+        assert properties(resources, alarm)["OKActions"] == notify, alarm  # and when it clears
+    assert template["Parameters"]["AlarmTopicArn"]["Default"] == ""
+
+
+@pytest.mark.parametrize("arn, valid", [
+    ("", True),
+    ("arn:aws:sns:us-east-1:123456789012:keras-fleet-pages", True),
+    ("arn:aws-us-gov:sns:us-gov-west-1:123456789012:pages_2", True),
+    ("arn:aws:sqs:us-east-1:123456789012:queue", False),  # an SQS queue cannot take alarm actions
+    ("arn:aws:sns:us-east-1:1234:pages", False),
+    ("keras-fleet-pages", False),
+])
+def test_the_alarm_topic_must_be_an_sns_topic_arn(template, arn, valid):
+    assert bool(re.fullmatch(template["Parameters"]["AlarmTopicArn"]["AllowedPattern"], arn)) is valid
+
+
+def test_a_fleet_with_no_healthy_instance_pages_though_no_instance_answers_5xx(resources):
+    alarm = properties(resources, "NoHealthyInstancesAlarm")
+    assert (alarm["MetricName"], alarm["Statistic"]) == ("HealthyHostCount", "Minimum")
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("LessThanThreshold", 1)
+    assert {d["Name"] for d in alarm["Dimensions"]} == {"LoadBalancer", "TargetGroup"}
+
+
 def test_the_commands_find_what_they_need_in_the_outputs_and_parameters(template):
     assert set(OUTPUTS) <= set(template["Outputs"])
     # The ones `make stack` passes, and those the README tells operators to set.
