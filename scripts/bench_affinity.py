@@ -39,6 +39,20 @@ def worker_threads(master_pid: int) -> dict[int, set[int]]:
     return threads
 
 
+def worker_cores(master_pid: int) -> dict[int, set[int]]:
+    """Each gunicorn worker (by pid) with the cores its main thread may run on now."""
+    return {worker.pid: os.sched_getaffinity(worker.pid) for worker in psutil.Process(master_pid).children()}
+
+
+def move_workers(master_pid: int, cores: dict[int, set[int]]) -> None:
+    """Put every thread of each worker, those started since the last call too, on the worker's ``cores``."""
+    # Threads are listed anew each time: gthread's pool and the runtimes start threads
+    # under load, and one started while its worker was unpinned stays unpinned (a new
+    # thread takes the cores of the thread that starts it).
+    bench.set_thread_affinity({thread.id: cores[worker.pid] for worker in psutil.Process(master_pid).children()
+                               if worker.pid in cores for thread in worker.threads()})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Serve the system, measure it pinned and unpinned in turn, print the rounds and the summary."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,14 +76,15 @@ def measure(args, model_path: Path, body: Path, content_type: str) -> list[float
     ratios = []
     with bench.Server(bench.APPS[args.system], bench.system_env(model_path, args.system), body, content_type,
                       args) as server:
-        pinned = worker_threads(server.processes[0].pid)
-        print(f"{args.system}, {args.model}: {len(pinned)} worker threads on cores "
-              f"{sorted({tuple(sorted(cores)) for cores in pinned.values()})}", flush=True)
+        master = server.processes[0].pid
+        pinned = worker_cores(master)
+        print(f"{args.system}, {args.model}: {len(worker_threads(master))} worker threads, workers on cores "
+              f"{sorted(tuple(sorted(cores)) for cores in pinned.values())}", flush=True)
         for number in range(args.rounds):
             rates = {}
             order = ("unpinned", "pinned") if number % 2 == 0 else ("pinned", "unpinned")
             for mode in order:
-                bench.set_thread_affinity(pinned if mode == "pinned" else dict.fromkeys(pinned, every_core))
+                move_workers(master, pinned if mode == "pinned" else dict.fromkeys(pinned, every_core))
                 measured = bench.wrk(server.url, body, content_type, args.connections, args.seconds)
                 rates[mode] = measured["requests_per_s"]
             ratios.append(rates["pinned"] / rates["unpinned"])
