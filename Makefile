@@ -135,7 +135,8 @@ GIT_COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 
 PACKER_VARS = $(if $(AWS_REGION),-var region=$(AWS_REGION)) -var instance_type=$(INSTANCE_TYPE) \
 	-var model_path=$(MODEL_PATH) -var model_name=$(MODEL_NAME) -var model_version=$(MODEL_VERSION) \
-	-var app_version=$(APP_VERSION) -var git_commit=$(GIT_COMMIT) -var stage_dir=$(IMAGE_STAGE)
+	-var app_version=$(APP_VERSION) -var git_commit=$(GIT_COMMIT) -var stage_dir=$(IMAGE_STAGE) \
+	-var settings_digest=$$(cat $(IMAGE_STAGE)/settings-digest)
 # A model other than the demo must exist: the demo is trained when missing.
 CHECK_MODEL = $(if $(filter $(DEMO_MODEL),$(MODEL_PATH))$(wildcard $(MODEL_PATH)),,$(error MODEL_PATH=$(MODEL_PATH): no such file))
 

@@ -17,13 +17,16 @@ machine that bakes, so that a typo fails in seconds instead of on the fleet:
 
 Writes STAGE/settings.env (the checked lines, API_KEYS_FILE pointing into the image)
 and STAGE/api-keys; 30-configure-services.sh appends the one to the image's
-/etc/keras-fleet/keras-fleet.env and installs the other.
+/etc/keras-fleet/keras-fleet.env and installs the other. STAGE/settings-digest holds
+the first 12 hex digits of both files' SHA-256: the AMI's Settings tag, which
+`make status` shows, so that two images' settings can be told apart.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import re
 import shutil
 import sys
@@ -103,7 +106,19 @@ def stage_settings(path: Path, stage: Path) -> list[str]:
         settings["API_KEYS_FILE"] = KEYS_ON_IMAGE
     lines = [f"{name}={value}" for name, value in settings.items()]
     (stage / "settings.env").write_text(f"# From {path.name} (make bake-ami SETTINGS=...)\n" + "\n".join(lines) + "\n")
+    (stage / "settings-digest").write_text(settings_digest(stage) + "\n")
     return lines
+
+
+def settings_digest(stage: Path) -> str:
+    """12 hex digits of the SHA-256 of the staged settings and keys: equal files, equal digests."""
+    digest = hashlib.sha256()
+    for name in ("settings.env", "api-keys"):
+        staged = stage / name
+        # The name and length first, so that moving bytes from one file to the other changes it.
+        content = staged.read_bytes() if staged.is_file() else b""
+        digest.update(f"{name}:{len(content)}:".encode() + content)
+    return digest.hexdigest()[:12]
 
 
 def main(argv: list[str] | None = None) -> int:

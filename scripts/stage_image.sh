@@ -9,6 +9,7 @@
 #   STAGE/scripts/      render_nginx.py, which fills the site template on the instance
 #   STAGE/settings.env  with a SETTINGS file: its checked lines (scripts/image_settings.py)
 #   STAGE/api-keys      and the API keys file it names
+#   STAGE/settings-digest  the AMI's Settings tag: the two files' digest, or "defaults"
 #
 # The model is not staged: the template uploads it from MODEL_PATH on its own.
 #
@@ -26,6 +27,8 @@ mkdir -p "$stage/deploy/nginx" "$stage/deploy/systemd" "$stage/scripts"
 # The production settings first: a typo fails here, before minutes of wheel building.
 if [ -n "$settings" ]; then
     "$python" "$repo/scripts/image_settings.py" "$settings" "$stage" || { rm -rf "$stage"; exit 2; }
+else
+    echo defaults > "$stage/settings-digest"
 fi
 
 # Wheels for the instance's Python: Debian 12's python3 is 3.11 on x86_64, like the

@@ -401,6 +401,7 @@ def test_packer_builds_the_real_template_against_moto(instance, image_root, ssh_
         variables = {
             "ec2_endpoint": moto.url, "region": REGION, "stage_dir": stage, "model_path": DIGITS,
             "app_version": APP_VERSION, "git_commit": GIT_COMMIT, "manifest": manifest,
+            "settings_digest": (stage / "settings-digest").read_text().strip(),
             # moto's instance addresses are made up: Packer logs in to the booted image on loopback.
             "ssh_host": "127.0.0.1", "ssh_port": instance.ssh_port, "ssh_private_key_file": ssh_key[0],
         }
@@ -415,6 +416,7 @@ def test_packer_builds_the_real_template_against_moto(instance, image_root, ssh_
         tags = {tag["Key"]: tag["Value"] for tag in images[0]["Tags"]}
         assert tags["Model"] == "digits" and tags["ModelVersion"] == "1" and tags["GitCommit"] == GIT_COMMIT
         assert tags["AppVersion"] == APP_VERSION and tags["SourceAMI"] == NEWEST_DEBIAN_AMI
+        assert tags["Settings"] == "defaults"  # staged without a settings file
         build_instances = [i for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]]
         assert [(i["ImageId"], i["State"]["Name"]) for i in build_instances] == [(NEWEST_DEBIAN_AMI, "terminated")]
         for step in ("10-install-system.sh", "50-validate.sh", "validate: the image is ready"):

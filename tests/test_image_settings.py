@@ -33,12 +33,32 @@ def test_settings_and_their_api_keys_are_staged_with_the_keys_file_moved_into_th
     assert "staged 3 setting(s)" in capsys.readouterr().out
 
 
+def test_the_settings_digest_tells_two_images_settings_and_keys_apart(tmp_path):
+    def digest(settings_text: str, keys_text: str | None) -> str:
+        case = tmp_path / str(len(list(tmp_path.iterdir())))
+        (case / "stage").mkdir(parents=True)
+        if keys_text is not None:
+            (case / "keys").write_text(keys_text)
+            settings_text += "API_KEYS_FILE=keys\n"
+        (case / "prod.env").write_text(settings_text)
+        image_settings.stage_settings(case / "prod.env", case / "stage")
+        return (case / "stage" / "settings-digest").read_text().strip()
+
+    first = digest("RATE_LIMIT_RPS=50\n", KEY_LINE)
+    assert re.fullmatch(r"[0-9a-f]{12}", first)
+    assert digest("RATE_LIMIT_RPS=50\n", KEY_LINE) == first  # the same files, the same tag
+    assert digest("RATE_LIMIT_RPS=51\n", KEY_LINE) != first
+    assert digest("RATE_LIMIT_RPS=50\n", KEY_LINE.replace("1a2b3c4d", "5e6f7a8b")) != first
+    assert digest("RATE_LIMIT_RPS=50\n", None) != first
+
+
 def test_without_api_keys_only_the_settings_are_staged(tmp_path):
     settings = tmp_path / "prod.env"
     settings.write_text("MAX_BATCH_WAIT_MS=2.5\nTRUSTED_PROXIES=10.1.0.0/16,10.2.0.0/16\n")
     image_settings.stage_settings(settings, tmp_path)
     assert (tmp_path / "settings.env").read_text().endswith("MAX_BATCH_WAIT_MS=2.5\nTRUSTED_PROXIES=10.1.0.0/16,10.2.0.0/16\n")
     assert not (tmp_path / "api-keys").exists()
+    assert (tmp_path / "settings-digest").is_file()
 
 
 @pytest.mark.parametrize(
@@ -89,6 +109,8 @@ def test_the_bake_targets_stage_the_settings_file():
         result = subprocess.run(["make", "-n", target, "SETTINGS=deploy/prod.env"], cwd=REPO, capture_output=True,
                                 text=True)
         assert 'scripts/stage_image.sh build/image .venv/bin/python "deploy/prod.env"' in result.stdout, target
+        if target in ("bake-ami", "packer-validate"):  # the AMI's Settings tag
+            assert "-var settings_digest=$(cat build/image/settings-digest)" in result.stdout, target
 
 
 def test_the_variables_the_bake_owns_are_the_ones_its_script_writes():

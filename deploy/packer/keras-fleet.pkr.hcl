@@ -21,6 +21,7 @@ locals {
     ModelVersion  = var.model_version
     AppVersion    = var.app_version
     GitCommit     = var.git_commit
+    Settings      = var.settings_digest
     SourceAMI     = "{{ .SourceAMI }}"
     SourceAMIName = "{{ .SourceAMIName }}"
   }

@@ -43,6 +43,12 @@ variable "git_commit" {
   description = "Commit the image is built from, for the AMI's tags."
 }
 
+variable "settings_digest" {
+  type        = string
+  default     = "defaults"
+  description = "The AMI's Settings tag: the stage's settings-digest (make bake-ami SETTINGS=...), or defaults."
+}
+
 variable "stage_dir" {
   type        = string
   default     = "build/image"

@@ -41,6 +41,8 @@ def status(clients: Clients, stack_name: str, *, say: Callable[[str], None] = pr
     ]
     for line in table(COLUMNS, rows):
         say(line)
+    for ami, label in image_labels(clients.ec2, {current.image_id, *images.values()}).items():
+        say(f"{ami}: {label}")
     last = refresh.latest(clients.autoscaling, fleet.group_name)
     if last is None:
         say("instance refresh: none yet")
@@ -58,6 +60,24 @@ def instance_images(ec2, instance_ids: list[str]) -> dict[str, str]:
         return {}
     pages = ec2.get_paginator("describe_instances").paginate(InstanceIds=instance_ids)
     return {i["InstanceId"]: i["ImageId"] for page in pages for r in page["Reservations"] for i in r["Instances"]}
+
+
+def image_labels(ec2, image_ids: set[str]) -> dict[str, str]:
+    """What each AMI holds, from the tags `make bake-ami` gives it: model, settings, commit."""
+    # A filter, not ImageIds=: a deregistered AMI is left out instead of failing the call.
+    found = ec2.describe_images(Filters=[{"Name": "image-id", "Values": sorted(image_ids)}])["Images"]
+    tags = {image["ImageId"]: {tag["Key"]: tag["Value"] for tag in image.get("Tags", [])} for image in found}
+    labels = {}
+    for ami in sorted(image_ids):
+        if ami not in tags:
+            labels[ami] = "deregistered (or not visible to this account)"
+        elif "Model" not in tags[ami]:
+            labels[ami] = "no Keras Fleet tags (not baked by make bake-ami)"
+        else:
+            t = tags[ami]
+            labels[ami] = (f"model {t['Model']} version {t.get('ModelVersion', '?')}, settings {t.get('Settings', '?')}, "
+                           f"keras-fleet {t.get('AppVersion', '?')} at {t.get('GitCommit', '?')}")
+    return labels
 
 
 def target_health(elbv2, target_group_arn: str) -> dict[str, str]:
