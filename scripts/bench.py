@@ -69,6 +69,7 @@ def image_model(path: Path = REPORTS / "mobilenet_v2.keras") -> Path:
 
         keras.utils.set_random_seed(0)
         image = keras.Input((224, 224, 3), name="image")
+        path.parent.mkdir(parents=True, exist_ok=True)  # reports/ on a fresh checkout (bench_serve.py, bench_affinity.py)
         keras.applications.MobileNetV2(weights=None, input_tensor=image).save(path)
     return path
 

@@ -314,6 +314,15 @@ def test_the_image_model_alternates_the_minimal_server_with_the_floor_and_the_fl
     assert "minimal" not in small["systems"]
 
 
+def test_the_image_model_is_built_where_asked_even_in_a_directory_not_made_yet(tmp_path):
+    # bench_serve.py and bench_affinity.py build it before anything made reports/.
+    path = bench.image_model(tmp_path / "reports" / "mobilenet_v2.keras")
+    import keras
+
+    model = keras.models.load_model(path)
+    assert model.input_shape == (None, 224, 224, 3) and model.output_shape == (None, 1000)
+
+
 def test_fleet_without_refuses_an_unknown_part(fleet_without):
     with pytest.raises(ValueError, match="unknown parts \\['nginx'\\]"):
         fleet_without("model,nginx")
