@@ -35,9 +35,11 @@ help: ## List the targets
 
 setup: system-packages $(INSTALLED) $(DEMO_MODEL) ## Install everything needed here (idempotent)
 
-system-packages: ## apt-get install nginx and python3-venv when missing
+system-packages: ## apt-get install nginx, curl (the README's examples, run by the tests) and python3-venv when missing
 	@command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends nginx; }
+	@command -v curl >/dev/null || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends curl; }
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
 

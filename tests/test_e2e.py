@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from localstack import pid_alive
 
-from tests import keras_models
-from tests.stack import DIGITS, RunningStack, start_digits_stack, wait_for
+from tests import keras_models, readme_examples
+from tests.stack import DIGITS, REPO, RunningStack, start_digits_stack, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -77,6 +77,28 @@ def test_every_endpoint_answers_through_nginx(digits_stack):
     assert "pixels" in metadata["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
     assert digits_stack.get("/healthz/live").status_code == 200
     assert digits_stack.get("/healthz/ready").json()["status"] == "ready"
+
+
+README_EXAMPLES = readme_examples.stack_examples((REPO / "README.md").read_text())
+
+
+@pytest.mark.parametrize("block", README_EXAMPLES, ids=lambda block: f"README-line-{block[0].line}")
+def test_the_readme_s_examples_answer_what_it_shows(digits_stack, block, tmp_path):
+    # Run as a reader would, from a checkout (the examples call .venv/bin/python and
+    # leave files behind): only the stack's ports differ.
+    (tmp_path / ".venv").symlink_to(REPO / ".venv")
+    metrics_base = digits_stack.metrics_url.removesuffix("/metrics")
+    for example in block:
+        command = example.command.replace(readme_examples.STACK_URL, digits_stack.url)
+        command = command.replace(readme_examples.METRICS_URL, metrics_base)
+        result = subprocess.run(["bash", "-o", "pipefail", "-c", command], cwd=tmp_path, capture_output=True,
+                                text=True, timeout=60)
+        where = f"README.md line {example.line}: {example.command[:80]}"
+        assert result.returncode == 0, f"{where}\nexit {result.returncode}: {result.stderr}"
+        if example.expected is not None:
+            assert example.matches(result.stdout), f"{where}\nshows {example.expected}\nanswered {result.stdout}"
+        elif example.command.startswith("curl "):
+            assert result.stdout.strip(), f"{where}\nanswered nothing"
 
 
 def test_fifty_concurrent_requests_match_in_process_inference(digits_stack):
