@@ -103,16 +103,29 @@ MODEL_NAME  ?=
 REPORTS     ?= reports
 LOCUST_ARGS ?=
 
+# A load-generator machine that does not serve: LOADTEST_ONLY=1 installs only what the
+# load test runs on (loadtest/requirements.txt: Locust, numpy, orjson; pinned by the
+# lock), not the app's packages (TensorFlow's half a gigabyte among them).
+LOADTEST_ONLY ?=
+LOADTEST_INSTALLED := $(if $(LOADTEST_ONLY),$(VENV)/.installed-loadtest,$(INSTALLED))
+
+$(VENV)/.installed-loadtest: setup.py loadtest/requirements.txt $(LOCK)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r loadtest/requirements.txt $$(scripts/lock_constraint.sh $(BIN)/python $(LOCK))
+	$(BIN)/pip install -q --no-deps -e .
+	touch $@
+
 LOCUST := $(BIN)/locust --config loadtest/locust.conf --headless --host $(HOST) \
 	--model-name "$(MODEL_NAME)" --instances $(INSTANCES) $(LOCUST_ARGS)
 
 .PHONY: loadtest capacity
 
-loadtest: $(INSTALLED) ## Locust at HOST with USERS, SPAWN_RATE, DURATION; reports/loadtest.*; exit code = SLO verdict
+loadtest: $(LOADTEST_INSTALLED) ## Locust at HOST with USERS, SPAWN_RATE, DURATION; reports/loadtest.*; exit code = SLO verdict
 	$(LOCUST) -f loadtest/locustfile.py -u $(USERS) -r $(SPAWN_RATE) -t $(DURATION) --user-rps $(USER_RPS) \
 		--html $(REPORTS)/loadtest.html --csv $(REPORTS)/loadtest --slo-report $(REPORTS)/loadtest.json
 
-capacity: $(INSTALLED) ## Step the rate at HOST up until the SLO fails; reports/capacity.json sizes the autoscaler
+capacity: $(LOADTEST_INSTALLED) ## Step the rate at HOST up until the SLO fails; reports/capacity.json sizes the autoscaler
 	$(LOCUST) -f loadtest/locustfile.py,loadtest/capacity.py \
 		--html $(REPORTS)/capacity.html --csv $(REPORTS)/capacity --capacity-report $(REPORTS)/capacity.json
 

@@ -1,11 +1,17 @@
 """Packaging for Keras Fleet: the `api` and `loadtest` packages plus their serving, load-test and test dependencies."""
 
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 # The AWS fleet's operator commands (scripts/fleetctl.py): boto3 only. cfn-lint and
 # checkov are not here: checkov pins boto3 exactly and drags in ~90 packages that
 # would downgrade ours; `make test` installs both scanners in their own venv.
 AWS = ["boto3>=1.34"]
+# The load test's own packages, in a file of their own so that `make loadtest
+# LOADTEST_ONLY=1` installs them without the app's (TensorFlow among them).
+LOADTEST = [line for line in (Path(__file__).parent / "loadtest" / "requirements.txt").read_text().splitlines()
+            if line.strip() and not line.startswith("#")]
 
 setup(
     name="keras-fleet",
@@ -30,14 +36,14 @@ setup(
         # Training the demo model (scikit-learn ships the digits data set).
         "train": ["scikit-learn>=1.3"],
         "aws": AWS,
-        # Load tests and capacity runs (loadtest/): `pip install -e '.[loadtest]'` on a
-        # load-generator machine that does not serve.
-        "loadtest": ["locust>=2.29"],
+        # Load tests and capacity runs (loadtest/); a load-generator machine that does not
+        # serve needs only these: `make loadtest LOADTEST_ONLY=1`.
+        "loadtest": LOADTEST,
         # The image's offline proof: Packer's amazon-ebs build against a local moto_server.
         "image": ["boto3>=1.34", "moto[server]>=5.0"],
         "test": [
             *AWS,
-            "locust>=2.29",
+            *LOADTEST,
             # moto 5 fakes CloudFormation, EC2, Auto Scaling and ELBv2 in process, and
             # runs as moto_server for the image's Packer build.
             "moto[server,cloudformation,ec2,autoscaling,elbv2,iam]>=5.0",

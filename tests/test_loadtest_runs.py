@@ -35,12 +35,12 @@ GENEROUS_SLO = "--slo-p95-ms 10000 --slo-p99-ms 20000 --slo-failure-ratio 0"
 TIMEOUT = 90
 
 
-def make(target: str, **variables: str) -> subprocess.CompletedProcess:
+def make(target: str, timeout: float = TIMEOUT, **variables: str) -> subprocess.CompletedProcess:
     """Run a make target as a user would at the top level (not as a sub-make of `make test`)."""
     env = {key: value for key, value in os.environ.items() if key not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
     return subprocess.run(
         ["make", "--no-print-directory", target, *(f"{key}={value}" for key, value in variables.items())],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
     )
 
 
@@ -114,6 +114,20 @@ def test_make_loadtest_against_the_real_stack_passes_and_writes_the_reports(digi
     totals = aggregated(tmp_path / "loadtest_stats.csv")
     assert int(totals["Request Count"]) > 0 and int(totals["Failure Count"]) == 0
     assert "<html" in (tmp_path / "loadtest.html").read_text()[:1000].lower()
+
+
+def test_a_load_generator_machine_runs_make_loadtest_without_the_app_s_packages(digits_stack, tmp_path):
+    venv = tmp_path / "venv"
+    result = make("loadtest", LOADTEST_ONLY="1", VENV=str(venv), HOST=digits_stack.url, DURATION="3s",
+                  REPORTS=str(tmp_path / "reports"), LOCUST_ARGS=GENEROUS_SLO, timeout=600, **BOUNDED)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert last_line(result).startswith("SLO PASSED: p95 latency ")
+    assert json.loads((tmp_path / "reports" / "loadtest.json").read_text())["measured"]["requests"] > 0
+    listed = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "list", "--format=json"],
+                            capture_output=True, text=True, check=True).stdout
+    installed = {package["name"].lower() for package in json.loads(listed)}
+    assert {"locust", "numpy", "orjson", "keras-fleet"} <= installed
+    assert not installed & {"tensorflow", "tensorflow-cpu", "keras", "ai-edge-litert", "gunicorn", "moto"}
 
 
 def test_the_same_run_with_an_impossible_threshold_fails_naming_it(digits_stack, tmp_path):
