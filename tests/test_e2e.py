@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -84,9 +85,9 @@ README_EXAMPLES = readme_examples.stack_examples((REPO / "README.md").read_text(
 
 @pytest.mark.parametrize("block", README_EXAMPLES, ids=lambda block: f"README-line-{block[0].line}")
 def test_the_readme_s_examples_answer_what_it_shows(digits_stack, block, tmp_path):
-    # Run as a reader would, from a checkout (the examples call .venv/bin/python and
-    # leave files behind): only the stack's ports differ.
-    (tmp_path / ".venv").symlink_to(REPO / ".venv")
+    # Run as a reader would, from a checkout (the examples call .venv/bin/python, here
+    # the venv the tests run in, and leave files behind): only the stack's ports differ.
+    (tmp_path / ".venv").symlink_to(sys.prefix)
     metrics_base = digits_stack.metrics_url.removesuffix("/metrics")
     for example in block:
         command = example.command.replace(readme_examples.STACK_URL, digits_stack.url)
