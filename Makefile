@@ -27,6 +27,8 @@ INSTALLED := $(VENV)/.installed
 LOCK      := requirements.lock
 IAC_LOCK  := requirements-iac.lock
 STACK     := $(BIN)/python scripts/localstack.py --run-dir $(RUN_DIR) --port $(PORT)
+# $(call new_venv,DIR): a venv at DIR (made if missing) with the latest pip.
+new_venv = $(PYTHON) -m venv $(1) && $(1)/bin/pip install -q --upgrade pip
 
 .PHONY: help setup lock system-packages bench-packages serve up down local-status logs test bench bench-parts clean
 
@@ -44,8 +46,7 @@ system-packages: ## apt-get install nginx, curl (the README's examples, run by t
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
 
 $(INSTALLED): setup.py $(LOCK)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(call new_venv,$(VENV))
 	$(BIN)/pip install -q -e '.[test]' $$(scripts/lock_constraint.sh $(BIN)/python $(LOCK))
 	touch $@
 
@@ -110,8 +111,7 @@ LOADTEST_ONLY ?=
 LOADTEST_INSTALLED := $(if $(LOADTEST_ONLY),$(VENV)/.installed-loadtest,$(INSTALLED))
 
 $(VENV)/.installed-loadtest: setup.py loadtest/requirements.txt $(LOCK)
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+	$(call new_venv,$(VENV))
 	$(BIN)/pip install -q -r loadtest/requirements.txt $$(scripts/lock_constraint.sh $(BIN)/python $(LOCK))
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
@@ -245,8 +245,7 @@ lint-template: $(IAC_INSTALLED) ## cfn-lint and checkov on the CloudFormation te
 		$(IAC_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation -f $(TEMPLATE)
 
 $(IAC_INSTALLED): $(IAC_LOCK)
-	$(PYTHON) -m venv $(IAC_VENV)
-	$(IAC_VENV)/bin/pip install -q --upgrade pip
+	$(call new_venv,$(IAC_VENV))
 	$(IAC_VENV)/bin/pip install -q $(foreach t,$(IAC_TOOLS),'$(t)') $$(scripts/lock_constraint.sh $(IAC_VENV)/bin/python $(IAC_LOCK))
 	touch $@
 

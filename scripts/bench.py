@@ -69,7 +69,7 @@ def image_model(path: Path = REPORTS / "mobilenet_v2.keras") -> Path:
 
         keras.utils.set_random_seed(0)
         image = keras.Input((224, 224, 3), name="image")
-        path.parent.mkdir(parents=True, exist_ok=True)  # reports/ on a fresh checkout (bench_serve.py, bench_affinity.py)
+        path.parent.mkdir(parents=True, exist_ok=True)  # reports/ on a fresh checkout, whichever script builds it first
         keras.applications.MobileNetV2(weights=None, input_tensor=image).save(path)
     return path
 
@@ -593,7 +593,6 @@ def main() -> int:
     # batch of 32 cost 26 s of the run and was never the best.
     args.raw_batches = {"small": [1, 16, 64, 256], "image": [1, 8, 16]}
 
-    REPORTS.mkdir(exist_ok=True)
     models = {"small": REPO / args.models, "image": image_model()}
     started = time.time()
     cores = os.cpu_count() or 1
